@@ -79,3 +79,39 @@ def test_dump_round_trips(tmp_path):
 def test_every_preset_loads():
     for name in config_lib.preset_names():
         load_config(name)
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("on", "on"), ("off", "off"), ("true", "on"), ("false", "off"), ("yes", "on"),
+    ("no", "off"), ('"on"', "on"), ("auto", "auto"), ("On", "on")])
+def test_switches_accept_the_words_people_type(typed, expected):
+    config = load_config(None, [f"train.jit_compile={typed}", f"train.mixed_precision={typed}"])
+    assert config.train.jit_compile == expected
+    assert config.train.mixed_precision == expected
+
+
+@pytest.mark.parametrize("setting, gpus, cpu_bf16, policy", [
+    ("auto", [(9, 0)], False, "mixed_bfloat16"),       # H100/H200
+    ("auto", [(8, 0), (7, 0)], False, "mixed_float16"),  # an A100 beside a V100
+    ("auto", [(7, 5)], True, "mixed_float16"),          # T4
+    ("auto", [], True, "mixed_bfloat16"),               # CPU with AVX512_BF16 / AMX
+    ("auto", [], False, "float32"),
+    ("on", [], False, "mixed_bfloat16"),
+    ("off", [(9, 0)], True, "float32"),
+    ("mixed_float16", [], True, "mixed_float16"),
+])
+def test_precision_by_device(setting, gpus, cpu_bf16, policy):
+    from tfseg.runtime import choose_precision
+
+    assert choose_precision(setting, gpus, cpu_bf16) == policy
+
+
+def test_cpu_bf16_flag_detection(tmp_path):
+    from tfseg.runtime import cpu_has_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_bf16(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
+    assert not cpu_has_bf16(info)
+    assert not cpu_has_bf16(tmp_path / "missing")

@@ -155,9 +155,11 @@ class TrainConfig:
     # Cosine decay of the learning rate to this fraction of its start value.
     final_learning_rate_fraction: float = 0.05
     weight_decay: float = 0.0
-    # "auto" picks mixed_float16 on GPU and float32 elsewhere.
+    # "auto": mixed_bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with native
+    # bfloat16, mixed_float16 (with loss scaling) on older GPUs, float32 elsewhere;
+    # "on" / "off" (or true / false); or a Keras policy name. See tfseg.runtime.
     mixed_precision: str = "auto"
-    # "auto" compiles with XLA on GPU only (XLA gives no speed-up on CPU).
+    # "auto" compiles the train step with XLA on GPU only (no speed-up on CPU); on / off.
     jit_compile: str = "auto"
     seed: int = 0
     # 0 means one full pass over the training split per epoch.
@@ -188,11 +190,25 @@ CHOICES = {
     "data.source": SOURCE_NAMES,
     "data.preprocess.normalization": ("unit", "imagenet_caffe", "imagenet_torch"),
     "data.preprocess.clahe_backend": ("tensorflow", "opencv"),
-    "train.mixed_precision": ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
+    "train.mixed_precision": ("auto", "on", "off", "float32", "mixed_float16", "mixed_bfloat16"),
     "train.jit_compile": ("auto", "on", "off"),
     "train.distribute": ("auto", "mirrored", "none"),
     "data.folder.mask_format": ("index", "palette", "binary", "color"),
 }
+
+
+# Settings that are words but also switches: YAML reads on/off/yes/no/true/false as
+# booleans, and people type any of them, so they all map to "on" / "off".
+SWITCHES = ("train.mixed_precision", "train.jit_compile")
+SWITCH_WORDS = {"on": "on", "true": "on", "yes": "on", "off": "off", "false": "off", "no": "off"}
+
+
+def _switch(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, str):
+        return SWITCH_WORDS.get(value.strip().lower(), value)
+    return value
 
 
 def preset_names() -> list[str]:
@@ -283,6 +299,8 @@ def _merge(node: Any, mapping: dict, prefix: str, label: str) -> None:
         elif key == "options" and isinstance(current, dict) and isinstance(value, dict):
             current.update(value)  # model options merge key by key, like sections do
         else:
+            if dotted in SWITCHES:
+                value = _switch(value)
             try:
                 setattr(node, key, _coerce(value, hints[key], dotted))
             except ConfigError as err:

@@ -58,30 +58,53 @@ def scores(matrix: np.ndarray) -> dict:
     }
 
 
+def batch_confusion_matrix(y_true, y_pred, num_classes: int, ignore_index: int = VOID):
+    """The confusion matrix of one batch, in ops that XLA compiles: int32 ``[C, C]``.
+
+    ``y_true``: ``[B, H, W]`` integer labels; ``y_pred``: ``[B, H, W, C]`` logits or scores.
+    Counting is a matrix product of one-hot maps, ``onehot(true)^T @ onehot(predicted)``,
+    image by image: its shapes are fixed, unlike a bincount's, and it runs on the matrix
+    units. The products are float32, and exact, because every partial sum is an integer
+    below 2**24 (an image of under 16.7 million pixels); the images are then summed in int32.
+    Void pixels (and any label outside ``0..C-1``) have an all-zero one-hot row.
+    """
+    labels = ops.cast(y_true, "int32")
+    batch = ops.shape(labels)[0]
+    valid = ops.cast(ops.logical_and(ops.not_equal(labels, ignore_index), labels < num_classes), "float32")
+    safe_labels = ops.where(labels < num_classes, labels, 0)
+    truth = ops.one_hot(ops.reshape(safe_labels, (batch, -1)), num_classes, dtype="float32")
+    truth = truth * ops.reshape(valid, (batch, -1, 1))
+    predicted = ops.one_hot(ops.reshape(ops.argmax(y_pred, axis=-1), (batch, -1)), num_classes,
+                            dtype="float32")
+    per_image = ops.einsum("bpt,bpq->btq", truth, predicted)
+    return ops.sum(ops.cast(per_image, "int32"), axis=0)
+
+
 class _ConfusionMatrixMetric(keras.metrics.Metric):
-    """Accumulates a confusion matrix from ``[B,H,W]`` labels and ``[B,H,W,C]`` logits."""
+    """Accumulates a confusion matrix from ``[B,H,W]`` labels and ``[B,H,W,C]`` logits.
+
+    The running matrix is int64 so that it stays exact over any split (a float32 count
+    stops growing at 2**24 pixels, about 36 KITTI images); its variable is summed across
+    replicas under ``tf.distribute``. Every update compiles under XLA.
+    """
 
     def __init__(self, num_classes: int, ignore_index: int = VOID, name: str | None = None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.matrix = self.add_variable(
-            shape=(num_classes, num_classes), initializer="zeros", dtype="float32", name="matrix"
-        )
+        self.matrix = self.add_variable(shape=(num_classes, num_classes), initializer="zeros",
+                                        dtype="int64", aggregation="sum", name="matrix")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        labels = ops.reshape(ops.cast(y_true, "int32"), (-1,))
-        predictions = ops.reshape(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), (-1,))
-        valid = ops.not_equal(labels, self.ignore_index)
-        flat = ops.where(valid, labels * self.num_classes + predictions, 0)
-        counts = ops.bincount(flat, weights=ops.cast(valid, "float32"),
-                              minlength=self.num_classes * self.num_classes)
-        counts = ops.reshape(counts[: self.num_classes * self.num_classes],
-                             (self.num_classes, self.num_classes))
-        self.matrix.assign_add(ops.cast(counts, "float32"))
+        counts = batch_confusion_matrix(y_true, y_pred, self.num_classes, self.ignore_index)
+        self.matrix.assign_add(ops.cast(counts, "int64"))
 
     def reset_state(self):
-        self.matrix.assign(ops.zeros((self.num_classes, self.num_classes), "float32"))
+        self.matrix.assign(ops.zeros((self.num_classes, self.num_classes), "int64"))
+
+    def _matrix(self):
+        """The running matrix as float32, for the scores: ratios need no more precision."""
+        return ops.cast(self.matrix, "float32")
 
     def get_config(self):
         return {"num_classes": self.num_classes, "ignore_index": self.ignore_index,
@@ -96,8 +119,9 @@ class MeanIoU(_ConfusionMatrixMetric):
         super().__init__(num_classes, ignore_index, name=name, **kwargs)
 
     def result(self):
-        true_positive = ops.diagonal(self.matrix)
-        union = ops.sum(self.matrix, axis=0) + ops.sum(self.matrix, axis=1) - true_positive
+        matrix = self._matrix()
+        true_positive = ops.diagonal(matrix)
+        union = ops.sum(matrix, axis=0) + ops.sum(matrix, axis=1) - true_positive
         present = ops.cast(union > 0, "float32")
         iou = true_positive / ops.maximum(union, 1.0)
         return ops.sum(iou * present) / ops.maximum(ops.sum(present), 1.0)
@@ -111,4 +135,5 @@ class PixelAccuracy(_ConfusionMatrixMetric):
         super().__init__(num_classes, ignore_index, name=name, **kwargs)
 
     def result(self):
-        return ops.sum(ops.diagonal(self.matrix)) / ops.maximum(ops.sum(self.matrix), 1.0)
+        matrix = self._matrix()
+        return ops.sum(ops.diagonal(matrix)) / ops.maximum(ops.sum(matrix), 1.0)

@@ -1,22 +1,69 @@
-"""Device-dependent settings: mixed precision and XLA, resolved once per process."""
+"""Device-dependent settings: mixed precision, XLA and the distribution strategy.
+
+``train.mixed_precision`` and ``train.jit_compile`` are resolved here, once per process,
+from what the machine has; :func:`describe` says what was chosen, for the run's record.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
 from tfseg.config import TrainConfig
 
+# bfloat16 matrix units on x86 CPUs (Cooper Lake and later; Sapphire Rapids' AMX).
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# NVIDIA GPUs from Ampere (compute capability 8.0) on compute in bfloat16 at full rate.
+GPU_BF16_CAPABILITY = (8, 0)
 
-def has_gpu() -> bool:
-    return bool(tf.config.list_physical_devices("GPU"))
+
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """The CUDA compute capability of every visible GPU (``(0, 0)`` where unknown)."""
+    capabilities = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        capabilities.append(tuple(details.get("compute_capability", (0, 0))))
+    return capabilities
+
+
+def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether the CPU has native bfloat16 arithmetic (Linux: its ``flags`` line)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def choose_precision(setting: str, gpus: list[tuple[int, int]], cpu_bf16: bool) -> str:
+    """The Keras dtype policy for ``train.mixed_precision`` on a machine with ``gpus``
+    (their compute capabilities) and a CPU with or without native bfloat16.
+
+    "auto": bfloat16 where every device computes it natively (GPUs of compute capability
+    8.0 and newer, CPUs with AVX512_BF16 or AMX); float16 with dynamic loss scaling on
+    older GPUs; float32 otherwise. "on": mixed precision in any case (bfloat16 unless an
+    older GPU calls for float16). "off": float32. A policy name is taken as it is.
+    """
+    if setting == "off":
+        return "float32"
+    if setting not in ("auto", "on"):
+        return setting
+    if gpus:
+        return "mixed_bfloat16" if min(gpus) >= GPU_BF16_CAPABILITY else "mixed_float16"
+    if cpu_bf16 or setting == "on":
+        return "mixed_bfloat16"
+    return "float32"
 
 
 def resolve_precision(config: TrainConfig) -> str:
-    """The Keras dtype policy name: "auto" means mixed_float16 on GPU, float32 on CPU."""
-    if config.mixed_precision == "auto":
-        return "mixed_float16" if has_gpu() else "float32"
-    return config.mixed_precision
+    """The dtype policy for this machine; see :func:`choose_precision`."""
+    return choose_precision(config.mixed_precision, gpu_capabilities(), cpu_has_bf16())
 
 
 def resolve_jit_compile(config: TrainConfig) -> bool:
@@ -26,7 +73,7 @@ def resolve_jit_compile(config: TrainConfig) -> bool:
     slow under bfloat16, so it stays off there unless asked for.
     """
     if config.jit_compile == "auto":
-        return has_gpu()
+        return bool(tf.config.list_physical_devices("GPU"))
     return config.jit_compile == "on"
 
 
@@ -39,6 +86,15 @@ def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
 
 
 def apply_precision(config: TrainConfig) -> str:
+    """Sets the global Keras dtype policy for ``config``; returns its name."""
     policy = resolve_precision(config)
     keras.mixed_precision.set_global_policy(policy)
     return policy
+
+
+def describe(policy: str, jit_compile: bool, strategy: tf.distribute.Strategy) -> dict:
+    """What a run resolved its device-dependent settings to."""
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return {"precision": policy, "xla": jit_compile,
+            "devices": [device.name for device in devices],
+            "replicas": strategy.num_replicas_in_sync}

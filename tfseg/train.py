@@ -33,7 +33,7 @@ from tfseg.interrupts import StopAtBoundary
 from tfseg.losses import MaskedSparseCrossEntropy
 from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.models import build_model, check_options, model_stride
-from tfseg.runtime import apply_precision, make_strategy, resolve_jit_compile
+from tfseg.runtime import apply_precision, describe, make_strategy, resolve_jit_compile
 from tfseg.viz import plot_curves
 
 class BestCheckpoint(keras.callbacks.Callback):
@@ -68,6 +68,15 @@ def best_logged(history_csv: Path, key: str = "val_miou") -> float:
         return -math.inf
     with open(history_csv, newline="") as f:
         return max((float(row[key]) for row in csv.DictReader(f) if row.get(key)), default=-math.inf)
+
+
+def resolved_comment(resolved: dict) -> str:
+    """YAML comment lines recording what "auto" settings became on this machine.
+
+    Comments, so that the file still loads as a plain configuration (``--config
+    RUN_DIR/config.yaml`` reproduces the run, resolving "auto" again where it runs).
+    """
+    return "".join(f"# resolved {key}: {value}\n" for key, value in resolved.items())
 
 
 def custom_objects() -> dict:
@@ -148,11 +157,14 @@ def train(config: RunConfig, verbose: int = 2, callbacks=()) -> Path:
     if split_record and not (run_dir / SPLIT_FILE).exists():
         write_split(source, run_dir / SPLIT_FILE)
         source = make_source(config.data)
-    write_text(run_dir / CONFIG_FILE, config_lib.dump(config))
     print(f"{'resuming' if resuming else 'starting'} run in {run_dir}")
 
     keras.utils.set_random_seed(config.train.seed)
     policy = apply_precision(config.train)
+    jit_compile = resolve_jit_compile(config.train)
+    strategy = make_strategy(config.train)
+    resolved = describe(policy, jit_compile, strategy)
+    write_text(run_dir / CONFIG_FILE, config_lib.dump(config) + resolved_comment(resolved))
     num_classes = len(source.class_names)
     write_text(run_dir / LABELS_FILE, json.dumps(
         {"class_names": list(source.class_names), "palette": source.palette.tolist()}, indent=1))
@@ -163,12 +175,11 @@ def train(config: RunConfig, verbose: int = 2, callbacks=()) -> Path:
     train_ds = build_dataset(source, "train", config.data, t.batch_size, training=True, seed=t.seed, stride=stride)
     val_ds = build_dataset(source, "val", config.data, t.batch_size, training=False, stride=stride)
 
-    strategy = make_strategy(t)
     with strategy.scope():
         model = build_model(config.model.name, num_classes, **config.model.options)
         compile_model(model, config, num_classes, total_steps=steps * t.epochs)
     print(f"model {config.model.name}: {model.count_params():,} parameters, policy {policy}, "
-          f"XLA {'on' if resolve_jit_compile(t) else 'off'}, "
+          f"XLA {'on' if jit_compile else 'off'}, "
           f"{strategy.num_replicas_in_sync} replica(s), stride {stride}")
 
     best_path = run_dir / "checkpoints" / "best.keras"
