@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from tfseg.cli import main
-from tfseg.config import PreprocessConfig, load_config
+from tfseg.config import DataConfig, load_config
 from tfseg.data.preprocess import preprocess
 from tfseg.errors import UserError
 from tfseg.export import export_saved_model
@@ -34,7 +34,7 @@ def trained(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(trained):
     model = load_trained_model(trained / "model.keras")
-    path = export_saved_model(model, trained / "export", preprocess_config=PreprocessConfig(), stride=4,
+    path = export_saved_model(model, trained / "export", data_config=DataConfig(), stride=4,
                               class_names=["a", "b", "c", "d", "e"], palette=np.eye(5, 3, dtype=np.uint8) * 200)
     return model, path
 
@@ -89,7 +89,7 @@ def test_saved_model_matches_in_memory_model(exported, height, width):
     assert served["probabilities"].shape == (2, height, width, 5)
 
     # The reference: the Keras model on an image padded by hand to the stride (4).
-    x = preprocess(images, PreprocessConfig()).numpy()
+    x = preprocess(images, DataConfig().preprocess).numpy()
     pad_h, pad_w = -height % 4, -width % 4
     mode = "reflect" if pad_h < height and pad_w < width else "constant"
     x = np.pad(x, [(0, 0), (0, pad_h), (0, pad_w), (0, 0)], mode=mode)
@@ -101,7 +101,7 @@ def test_saved_model_matches_in_memory_model(exported, height, width):
 def test_export_refuses_an_existing_path(exported):
     model, path = exported
     with pytest.raises(UserError, match="already exists"):
-        export_saved_model(model, path, preprocess_config=PreprocessConfig(), stride=4,
+        export_saved_model(model, path, data_config=DataConfig(), stride=4,
                            class_names=["a"], palette=[[0, 0, 0]])
 
 
@@ -209,7 +209,7 @@ def test_mirrored_training_over_two_devices(tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from tfseg.config import PreprocessConfig, load_config
+        from tfseg.config import DataConfig, load_config
         from tfseg.train import train
         config = load_config("demo_unet", {TINY!r} + ["run_dir={tmp_path / 'run'}",
                              "train.distribute=mirrored", "train.epochs=1"])

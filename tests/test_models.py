@@ -406,13 +406,13 @@ def test_exported_saved_model_matches_the_keras_model(name, tmp_path):
     """Every model exports; the SavedModel's classes equal the in-memory model's on 37x61."""
     import tensorflow as tf
 
-    from tfseg.config import PreprocessConfig
+    from tfseg.config import DataConfig
     from tfseg.export import export_saved_model
 
     model = tiny(name)
     randomize(model)
     stride = model_stride(name, **TINY[name])
-    path = export_saved_model(model, tmp_path / "sm", preprocess_config=PreprocessConfig(), stride=stride,
+    path = export_saved_model(model, tmp_path / "sm", data_config=DataConfig(), stride=stride,
                               class_names=["a", "b", "c"], palette=[[0, 0, 0]] * 3)
     image = np.random.default_rng(3).integers(0, 256, (1, 37, 61, 3)).astype("uint8")
     loaded = tf.saved_model.load(str(path))  # kept referenced: it owns the variables

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tfseg.data.augment import random_horizontal_flip
 from tfseg.data.pipeline import build_dataset
@@ -6,6 +7,8 @@ from tfseg.config import PreprocessConfig
 from tfseg.data.preprocess import normalize, preprocess
 from tfseg.data.sources import make_source
 from tfseg.data.synthetic import generate_example
+
+from data_fixtures import KITTI_SAMPLE, needs_samples
 
 
 def test_batches_have_the_promised_shapes_and_dtypes(tiny_config):
@@ -57,36 +60,57 @@ def test_imagenet_caffe_normalization_is_bgr_minus_mean():
                                [30 - 103.939, 20 - 116.779, 10 - 123.68], rtol=1e-6)
 
 
-def test_exported_model_preprocesses_exactly_like_the_training_pipeline(tmp_path):
-    """No train/serve drift: the SavedModel sees the very pixels the pipeline produces.
-
-    The exported network is a fixed 1x1 convolution whose logits are the preprocessed
-    image's three channels (scaled by 1/20 so that softmax cannot underflow) followed by
-    three zeros, so the served probabilities give the preprocessed pixels back exactly:
-    x_k = 20 log(p_k / p_zero).
-    """
+def _tiny_network(channels_out: int = 2):
     import keras
+
+    inputs = keras.Input((None, None, 3))
+    return keras.Model(inputs, keras.layers.Conv2D(channels_out, 1, dtype="float32")(inputs))
+
+
+@needs_samples
+@pytest.mark.parametrize("clahe_backend", ["tensorflow", "opencv"])
+def test_saved_model_feeds_the_network_what_the_pipeline_does(tmp_path, clahe_backend):
+    """No train/serve drift, with a KITTI preset's real geometry: resize, then CLAHE on the
+    resized image, then caffe normalisation. The SavedModel's own `network_input` endpoint
+    returns the very tensor the evaluation pipeline builds for the same image."""
     import tensorflow as tf
 
     from tfseg.config import load_config
     from tfseg.export import export_saved_model
 
-    config = load_config("demo_unet", [
-        "data.synthetic={height: 37, width: 61, num_train: 2, num_val: 2, num_test: 2, seed: 5}",
-        "data.preprocess={normalization: imagenet_caffe, clahe: true, clahe_clip_limit: 3.0}"])
+    config = load_config("kitti_unet", [
+        f"data.data_dir={KITTI_SAMPLE}", "data.resize=[96, 320]",
+        f"data.preprocess={{normalization: imagenet_caffe, clahe: true, clahe_backend: {clahe_backend}}}"])
     source = make_source(config.data)
-    pipeline_images, _ = next(iter(build_dataset(source, "val", config.data, 1, training=False)))
-
-    inputs = keras.Input((None, None, 3))
-    spy = keras.layers.Conv2D(6, 1, use_bias=False, dtype="float32",
-                              kernel_initializer=keras.initializers.Constant(np.eye(3, 6)[None, None] / 20))
-    model = keras.Model(inputs, spy(inputs))
-    path = export_saved_model(model, tmp_path / "sm", preprocess_config=config.data.preprocess, stride=1,
-                              class_names=list("abcdef"), palette=[[0, 0, 0]] * 6)
+    pipeline = build_dataset(source, "val", config.data, 1, training=False, stride=16)
+    path = export_saved_model(_tiny_network(), tmp_path / "sm", data_config=config.data, stride=16,
+                              class_names=["a", "b"], palette=[[0, 0, 0]] * 2)
     loaded = tf.saved_model.load(str(path))
-    image, _ = source.example("val", 0)
-    probabilities = loaded.serve(image[None])["probabilities"].numpy().astype(np.float64)
-    recovered = 20 * np.log(probabilities[..., :3] / probabilities[..., 3:4])
-    np.testing.assert_allclose(recovered, pipeline_images.numpy(), atol=2e-3)
-    # And CLAHE really ran: without it the pixels differ.
-    assert np.abs(normalize(image[None], "imagenet_caffe").numpy() - pipeline_images.numpy()).max() > 5
+    for (image, _), (fed, _) in zip(source.dataset("val").as_numpy_iterator(), pipeline.as_numpy_iterator()):
+        assert image.shape[:2] != (96, 320)  # a real KITTI size, resized inside the model
+        served = loaded.network_input(image[None]).numpy()
+        assert served.shape == fed.shape == (1, 96, 320, 3)
+        np.testing.assert_array_equal(served, fed)
+    # CLAHE really ran: the plain resize differs.
+    from tfseg.data.preprocess import resize_image
+
+    plain = normalize(resize_image(image[None], [96, 320]), "imagenet_caffe").numpy()
+    assert np.abs(plain - served).max() > 5
+
+
+@pytest.mark.parametrize("size", [(375, 1242), (37, 61), (370, 1226)])
+def test_saved_model_answers_at_the_input_size(tmp_path_factory, size):
+    import tensorflow as tf
+
+    from tfseg.config import load_config
+    from tfseg.export import export_saved_model
+
+    config = load_config("kitti_unet", ["data.resize=[64, 208]"])
+    path = export_saved_model(_tiny_network(), tmp_path_factory.mktemp("sm") / "sm", data_config=config.data,
+                              stride=16, class_names=["a", "b"], palette=[[0, 0, 0]] * 2)
+    loaded = tf.saved_model.load(str(path))
+    image = np.random.default_rng(0).integers(0, 256, (2, *size, 3), dtype=np.uint8)
+    outputs = loaded.serve(image)
+    assert outputs["classes"].shape == (2, *size)
+    assert outputs["probabilities"].shape == (2, *size, 2)
+    assert loaded.network_input(image).shape == (2, 64, 208, 3)

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from tfseg import __version__
-from tfseg.artifacts import CONFIG_FILE, LABELS_FILE
 from tfseg.errors import UserError
 
 
@@ -38,13 +37,6 @@ def _load(args, run_dir: str | None = None):
     return config
 
 
-def _print_scores(metrics: dict) -> None:
-    print(f"miou {metrics['miou']:.4f}  pixel_accuracy {metrics['pixel_accuracy']:.4f}  "
-          f"({metrics['num_images']} images)")
-    for name, iou in zip(metrics.get("class_names", []), metrics["iou_per_class"]):
-        print(f"  {name:<16} IoU {'n/a' if iou is None else f'{iou:.4f}'}")
-
-
 def cmd_train(args) -> int:
     from tfseg.train import train
 
@@ -53,56 +45,44 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _run_config(run_dir: Path):
-    from tfseg.config import load_config
-
-    config_path = run_dir / CONFIG_FILE
-    if not config_path.is_file():
-        raise UserError(f"run directory {run_dir}: has no {CONFIG_FILE}; give a directory written by `tfseg train`")
-    return load_config(str(config_path))
-
-
-def _trained_model(run_dir: Path):
-    from tfseg.artifacts import MODEL_FILE
-    from tfseg.train import load_trained_model
-
-    path = run_dir / MODEL_FILE
-    if not path.is_file():
-        raise UserError(f"run directory {run_dir}: has no {MODEL_FILE}; has its training finished?")
-    return load_trained_model(path)
-
-
 def cmd_evaluate(args) -> int:
-    from tfseg.data.pipeline import build_dataset
-    from tfseg.data.sources import make_source
-    from tfseg.evaluate import evaluate_model
-    from tfseg.fileio import write_text
-    from tfseg.models import model_stride
+    from tfseg import evaluate
 
-    run_dir = Path(args.run_dir)
-    config = _run_config(run_dir)
-    model = _trained_model(run_dir)
-    source = make_source(config.data)
-    dataset = build_dataset(source, args.split, config.data, config.train.batch_size, training=False,
-                            stride=model_stride(config.model.name, **config.model.options))
-    metrics = evaluate_model(model, dataset, len(source.class_names), source.class_names)
-    metrics["split"] = args.split
-    output = Path(args.output) if args.output else run_dir / f"metrics_{args.split}.json"
-    write_text(output, json.dumps(metrics, indent=1))
-    _print_scores(metrics)
-    print(f"wrote {output}")
+    what = [name for name, value in (("--run-dir", args.run_dir), ("--model", args.model),
+                                     ("--predictions", args.predictions)) if value]
+    if len(what) != 1:
+        raise UserError("evaluate needs exactly one of --run-dir, --model or --predictions"
+                        + (f" (got {', '.join(what)})" if what else ""))
+    if args.run_dir:
+        if args.dataset or args.data_dir or args.overrides:
+            raise UserError("--run-dir scores the run's own data; --dataset, --data-dir and --set "
+                            "go with --model or --predictions")
+        metrics = evaluate.evaluate_run(args.run_dir, args.split)
+        default_json = Path(args.run_dir) / f"metrics_{args.split}.json"
+    else:
+        if not (args.dataset or args.config) or not (args.data_dir or args.config):
+            raise UserError(f"{what[0]} needs the ground truth: --dataset NAME --data-dir DIR (or --config)")
+        data_config = _data_config(args)
+        if args.model:
+            metrics = evaluate.evaluate_saved_model(args.model, data_config, args.split)
+        else:
+            metrics = evaluate.evaluate_predictions(args.predictions, data_config, args.split, args.format)
+        default_json = None
+    json_path = Path(args.json) if args.json else default_json
+    print(evaluate.format_report(metrics))
+    if json_path:
+        picture = evaluate.write_report(metrics, json_path)
+        print(f"wrote {json_path} and {picture}")
     return 0
 
 
 def cmd_export(args) -> int:
     from tfseg.export import export_run
+    from tfseg.runs import load_run
 
-    run_dir = Path(args.run_dir)
-    config = _run_config(run_dir)
-    model = _trained_model(run_dir)
-    labels = json.loads((run_dir / LABELS_FILE).read_text())
-    output = Path(args.output) if args.output else run_dir / config.export.path
-    path = export_run(model, config, output, labels["class_names"], labels["palette"])
+    run = load_run(args.run_dir)
+    output = Path(args.output) if args.output else run.directory / run.config.export.path
+    path = export_run(run.model(), run.config, output, run.class_names, run.palette)
     print(f"exported SavedModel to {path}")
     return 0
 
@@ -115,7 +95,8 @@ def cmd_predict(args) -> int:
                                 frame_masks=args.frame_masks)
         print(f"wrote {len(summary.written)} segmented frame(s) to {args.output}")
         return 0
-    summary = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite)
+    summary = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
+                             probabilities=args.probabilities)
     print(f"wrote {len(summary.written)} mask(s) and overlay(s) to {args.output}")
     for path, reason in summary.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
@@ -124,11 +105,12 @@ def cmd_predict(args) -> int:
 
 def cmd_demo(args) -> int:
     from tfseg.demo import run_demo
+    from tfseg.evaluate import format_report
 
     output = args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
     metrics = run_demo(_load(args, output))
     print(f"\nheld-out test split, {metrics['seconds']:.0f} s in all:")
-    _print_scores(metrics)
+    print(format_report(metrics))
     print(f"outputs in {output}: metrics.json gallery.png curves.png export/ predictions/")
     return 0
 
@@ -270,6 +252,8 @@ def _add_data_parsers(commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tfseg.config import SOURCE_NAMES
+
     parser = argparse.ArgumentParser(prog="tfseg", description="Semantic segmentation with TensorFlow/Keras.")
     parser.add_argument("--version", action="version", version=f"tfseg {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -284,10 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", help="where checkpoints and logs go (default: the config's run_dir)")
     train.set_defaults(func=cmd_train)
 
-    evaluate = commands.add_parser("evaluate", help="score a trained run on one split")
-    evaluate.add_argument("--run-dir", required=True)
-    evaluate.add_argument("--split", default="val")
-    evaluate.add_argument("--output", help="metrics JSON path (default: RUN_DIR/metrics_SPLIT.json)")
+    evaluate = commands.add_parser(
+        "evaluate", help="score a run, a SavedModel or a folder of predictions at the labels' own resolution")
+    evaluate.add_argument("--run-dir", help="a finished run: its model, served as exported, on its own data")
+    evaluate.add_argument("--model", help="an exported SavedModel (with --dataset and --data-dir)")
+    evaluate.add_argument("--predictions", help="a folder of PNGs named <image id>.png (KITTI: also "
+                                                "um_road_000000.png), with --dataset and --data-dir")
+    evaluate.add_argument("--format", choices=("auto", "index", "binary", "probability"), default="auto",
+                          help="what the prediction PNGs hold (default: told by their values)")
+    evaluate.add_argument("--split", default="val", help="val, test, train or all (default: val)")
+    evaluate.add_argument("--json", help="write the metrics here, and a confusion-matrix PNG beside it "
+                                         "(default with --run-dir: RUN_DIR/metrics_SPLIT.json)")
+    evaluate.add_argument("--dataset", choices=SOURCE_NAMES, help="the ground truth's data source")
+    evaluate.add_argument("--data-dir", help="the ground truth's folder (or KITTI's zip)")
+    _add_config_args(evaluate, None)
     evaluate.set_defaults(func=cmd_evaluate)
 
     export = commands.add_parser("export", help="write a SavedModel that takes uint8 images of any size")
@@ -302,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", "-o", required=True,
                          help="folder for masks/ and overlays/ (images) or <name>_overlay.mp4 (video)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    predict.add_argument("--probabilities", action="store_true",
+                         help="two-class models: also write OUT/probabilities/<name>.png, the class-1 "
+                              "probability as 0..255 (KITTI road: named um_road_000000.png, the "
+                              "benchmark's submission format)")
     predict.add_argument("--frame-masks", action="store_true",
                          help="video: also write each frame's mask to <name>_masks/NNNNNN.png")
     predict.set_defaults(func=cmd_predict)

@@ -1,29 +1,313 @@
-"""Scores a model over a whole split with an exact (int64, NumPy) confusion matrix."""
+"""Scoring at the ground truth's resolution, the way the VOC and KITTI devkits score.
+
+Three things can be scored against a split's original, never-resized labels:
+
+* a run (``tfseg evaluate --run-dir``): its best model, run through
+  :func:`tfseg.inference.make_inference_fn` in float32, the very path the exported
+  SavedModel serves;
+* an exported SavedModel (``--model``), through its own serving signature;
+* a folder of predicted PNGs named by image id (``--predictions``), from any program.
+
+Every image adds to one exact (int64) confusion matrix: mIoU over the classes present,
+pixel accuracy and mean class accuracy, as in the VOC protocol (void ignored). For two-class
+tasks (KITTI Road) the positive class's probability, quantised to 0..255 as in a KITTI
+submission PNG, also fills two 256-bin histograms from which the devkit's pixel evaluation
+follows: precision and recall at each threshold ``t / 255``, summed over all images, the
+maximum F-measure and its threshold, and the 11-point average precision. Like the devkit's
+own local evaluation this is in perspective (image) space; the benchmark server scores in
+bird's-eye view, so its numbers are not the same.
+"""
 
 from __future__ import annotations
 
-import keras
-import numpy as np
-import tensorflow as tf
+import json
+import re
+from pathlib import Path
+from typing import Callable, Iterator
 
+import numpy as np
+
+from tfseg.errors import UserError
 from tfseg.metrics import confusion_matrix, scores
 
+PROBABILITY_LEVELS = 256  # a uint8 probability map: road probability q / 255
+PREDICTION_FORMATS = ("auto", "index", "binary", "probability")
+_KITTI_SUBMISSION_NAME = re.compile(r"^(um|umm|uu)_road_(\d{6})$")
 
-def evaluate_model(model: keras.Model, dataset: tf.data.Dataset, num_classes: int,
-                   class_names: tuple[str, ...] | None = None) -> dict:
-    """Runs ``model`` over ``dataset`` (batches of preprocessed images and uint8 labels).
 
-    Returns :func:`tfseg.metrics.scores` plus ``num_images`` and, if given, ``class_names``.
+def quantize_probability(probability: np.ndarray) -> np.ndarray:
+    """float probabilities in [0, 1] -> uint8 0..255, as a KITTI submission PNG stores them."""
+    return np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def kitti_submission_stem(image_id: str) -> str:
+    """``um_000012`` -> ``um_road_000012``: the name the KITTI road benchmark expects for the
+    road probability map of an image; ids of another form are kept as they are."""
+    category, sep, number = image_id.partition("_")
+    if sep and category in ("um", "umm", "uu") and number.isdigit():
+        return f"{category}_road_{number}"
+    return image_id
+
+
+def image_id_of(stem: str) -> str:
+    """The inverse of :func:`kitti_submission_stem`."""
+    match = _KITTI_SUBMISSION_NAME.match(stem)
+    return f"{match[1]}_{match[2]}" if match else stem
+
+
+class RoadCurve:
+    """The KITTI devkit's pixel evaluation of a probability map, accumulated over images.
+
+    ``positives[q]`` / ``negatives[q]`` count valid pixels of the positive / negative class
+    whose quantised probability is ``q``. At threshold ``t / 255`` a pixel is predicted
+    positive when ``q >= t``, which is exactly the devkit's histogram over float thresholds
+    ``range(256) / 255`` for maps read as ``uint8 / 255``.
     """
-    matrix = np.zeros((num_classes, num_classes), np.int64)
-    num_images = 0
-    for images, labels in dataset:
-        logits = model.predict_on_batch(images)
-        matrix += confusion_matrix(labels.numpy(), np.argmax(logits, axis=-1), num_classes)
-        num_images += int(labels.shape[0])
-    result = scores(matrix)
-    result["num_images"] = num_images
-    result["confusion_matrix"] = matrix.tolist()
-    if class_names is not None:
-        result["class_names"] = list(class_names)
-    return result
+
+    def __init__(self):
+        self.positives = np.zeros(PROBABILITY_LEVELS, np.int64)
+        self.negatives = np.zeros(PROBABILITY_LEVELS, np.int64)
+
+    def add(self, label: np.ndarray, probability: np.ndarray) -> None:
+        """``label`` uint8 ``[H, W]`` (0, 1, 255 = void), ``probability`` uint8 ``[H, W]``."""
+        self.positives += np.bincount(probability[label == 1], minlength=PROBABILITY_LEVELS)
+        self.negatives += np.bincount(probability[label == 0], minlength=PROBABILITY_LEVELS)
+
+    def scores(self) -> dict:
+        """``max_f``, its ``max_f_threshold`` (and precision/recall there) and
+        ``average_precision`` (11-point, as the devkit computes it)."""
+        total_positive = int(self.positives.sum())
+        # False negatives at threshold t: positives with q < t; false positives: negatives with q >= t.
+        false_negative = np.concatenate([[0], np.cumsum(self.positives)[:-1]])
+        false_positive = np.cumsum(self.negatives[::-1])[::-1]
+        true_positive = total_positive - false_negative
+        recall = true_positive / max(total_positive, 1)
+        precision = true_positive / (true_positive + false_positive + 1e-10)
+        kept = ~((recall == 0) & (precision == 0))  # the devkit drops these thresholds
+        thresholds = np.arange(PROBABILITY_LEVELS)[kept] / 255.0
+        recall, precision = recall[kept], precision[kept]
+        if not recall.size:
+            return {"max_f": 0.0, "max_f_threshold": None, "average_precision": 0.0}
+        f_measure = 2 * precision * recall / (precision + recall + 1e-10)
+        best = int(np.argmax(f_measure))
+        levels = np.arange(0.0, 1.1, 0.1)
+        average_precision = np.mean([precision[recall >= r].max() if (recall >= r).any() else 0.0
+                                     for r in levels])
+        return {"max_f": float(f_measure[best]), "max_f_threshold": float(thresholds[best]),
+                "max_f_precision": float(precision[best]), "max_f_recall": float(recall[best]),
+                "average_precision": float(average_precision)}
+
+
+class Scorer:
+    """Accumulates one split's scores, image by image, at the labels' own resolution."""
+
+    def __init__(self, class_names):
+        self.class_names = list(class_names)
+        num_classes = len(self.class_names)
+        self.matrix = np.zeros((num_classes, num_classes), np.int64)
+        self.road = RoadCurve() if num_classes == 2 else None
+        self.num_images = 0
+
+    def add(self, label: np.ndarray, classes: np.ndarray, probability: np.ndarray | None = None) -> None:
+        """``label``, ``classes`` uint8 ``[H, W]``; ``probability`` uint8 ``[H, W]`` of class 1
+        (two-class tasks; without it the hard decision counts as 0 or 255)."""
+        self.matrix += confusion_matrix(label, classes, len(self.class_names))
+        if self.road is not None:
+            if probability is None:
+                probability = np.where(classes == 1, 255, 0).astype(np.uint8)
+            self.road.add(label, probability)
+        self.num_images += 1
+
+    def result(self) -> dict:
+        result = scores(self.matrix)
+        if not result["valid_pixels"]:
+            raise UserError(f"no labelled pixels in {self.num_images} image(s): this split has no ground truth")
+        result["per_class_iou"] = dict(zip(self.class_names, result["iou_per_class"]))
+        result["class_names"] = self.class_names
+        result["confusion_matrix"] = self.matrix.tolist()
+        result["num_images"] = self.num_images
+        if self.road is not None:
+            tp, fp, fn = self.matrix[1, 1], self.matrix[0, 1], self.matrix[1, 0]
+            precision = tp / max(tp + fp, 1)
+            recall = tp / max(tp + fn, 1)
+            result.update(precision=float(precision), recall=float(recall),
+                          f1=float(2 * precision * recall / max(precision + recall, 1e-12)),
+                          **self.road.scores())
+        return result
+
+
+# -- what to score -----------------------------------------------------------------------
+
+def split_names(source, split: str) -> list[str]:
+    """The source splits that ``split`` means: ``all`` is every labelled image once."""
+    if split == "all":
+        if "trainval" in source.splits:
+            return ["trainval"]
+        return [s for s in ("train", "val") if s in source.splits]
+    if split not in source.splits:
+        raise UserError(f"{source.name} has no split {split!r}: choose one of "
+                        f"{', '.join(source.splits)} or all")
+    return [split]
+
+
+def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """``(id, image uint8 [H, W, 3], label uint8 [H, W])`` at the original size, in order."""
+    for name in split_names(source, split):
+        yield from zip(source.ids(name), *zip(*source.dataset(name).as_numpy_iterator()))
+
+
+def score_model(predict: Callable, source, split: str, progress: bool = True) -> dict:
+    """Scores ``predict`` (``images uint8 [1, H, W, 3]`` -> ``{"classes", "probabilities"}``
+    tensors at ``H x W``) on every image of ``split``."""
+    from tqdm import tqdm
+
+    scorer = Scorer(source.class_names)
+    total = sum(source.num_examples(name) for name in split_names(source, split))
+    for _, image, label in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
+                                unit="img", disable=not progress):
+        outputs = predict(image[np.newaxis])
+        classes = np.asarray(outputs["classes"])[0]
+        probability = None
+        if scorer.road is not None:
+            probability = quantize_probability(np.asarray(outputs["probabilities"])[0, ..., 1])
+        scorer.add(label, classes, probability)
+    return scorer.result()
+
+
+def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict:
+    """Scores a finished run's best model on ``split`` of its own data, as it is served."""
+    import tensorflow as tf
+
+    from tfseg.data.sources import make_source
+    from tfseg.export import SERVING_INPUT
+    from tfseg.inference import float32_model, make_inference_fn
+    from tfseg.models import model_stride
+    from tfseg.runs import load_run
+
+    run = load_run(run_dir)
+    source = make_source(run.config.data)
+    model = float32_model(run.model(), run.config.model, len(source.class_names))
+    stride = model_stride(run.config.model.name, **run.config.model.options)
+    predict = tf.function(make_inference_fn(model, run.config.data, stride), input_signature=[SERVING_INPUT])
+    return {**score_model(predict, source, split, progress), "split": split, "model": str(run.model_path)}
+
+
+def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progress: bool = True) -> dict:
+    """Scores an exported SavedModel on ``split`` of the data ``data_config`` describes."""
+    from tfseg.data.sources import make_source
+    from tfseg.predict import SegmentationModel
+
+    model = SegmentationModel(model_dir)
+    source = make_source(data_config)
+    if len(model.class_names) != len(source.class_names):
+        raise UserError(f"model {model_dir}: predicts {len(model.class_names)} classes but "
+                        f"{source.name} has {len(source.class_names)}")
+    return {**score_model(model.serve, source, split, progress), "split": split, "model": str(model_dir)}
+
+
+def read_prediction(path: Path, num_classes: int, form: str, shape) -> tuple[np.ndarray, np.ndarray | None]:
+    """A predicted PNG -> ``(classes uint8 [H, W], probability of class 1 uint8 or None)``.
+
+    ``form``: "index" (palette or grey PNG of class ids), "binary" (0 / 255 for two
+    classes), "probability" (grey 0..255 of class 1, two classes: class 1 where >= 128),
+    or "auto", which takes a palette PNG as indices and a grey one by its values: ids
+    if all are below the number of classes, binary if they are 0 and 255, else (two
+    classes) a probability map.
+    """
+    from tfseg.data.files import read_indices
+
+    try:
+        values = read_indices(str(path))
+    except UserError as err:
+        raise UserError(f"prediction {err}") from None
+    if values.shape != tuple(shape):
+        raise UserError(f"prediction {path}: is {values.shape[0]}x{values.shape[1]} but its ground "
+                        f"truth is {shape[0]}x{shape[1]}")
+    if form == "auto":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            palette = image.mode == "P"
+        present = np.unique(values)
+        if palette or present.max() < num_classes:
+            form = "index"
+        elif num_classes == 2 and set(present.tolist()) <= {0, 255}:
+            form = "binary"
+        elif num_classes == 2:
+            form = "probability"
+        else:
+            form = "index"  # reported below
+    if form == "index":
+        if values.max() >= num_classes:
+            raise UserError(f"prediction {path}: holds value {int(values.max())}, outside the class ids "
+                            f"0..{num_classes - 1}")
+        return values, None
+    if num_classes != 2:
+        raise UserError(f"prediction {path}: {form} maps are for two-class tasks; this one has {num_classes}")
+    if form == "binary":
+        if not set(np.unique(values).tolist()) <= {0, 255}:
+            raise UserError(f"prediction {path}: a binary mask must hold only 0 and 255")
+        return (values == 255).astype(np.uint8), values
+    return (values >= 128).astype(np.uint8), values
+
+
+def evaluate_predictions(predictions_dir: str | Path, data_config, split: str, form: str = "auto",
+                         progress: bool = True) -> dict:
+    """Scores a folder of PNGs named ``<image id>.png`` (KITTI also ``um_road_000000.png``)
+    against ``split``; a missing, extra or mis-sized file is an error naming it."""
+    from tqdm import tqdm
+
+    from tfseg.data.sources import make_source
+
+    folder = Path(predictions_dir)
+    if not folder.is_dir():
+        raise UserError(f"predictions {folder}: not a directory")
+    if form not in PREDICTION_FORMATS:
+        raise UserError(f"prediction format {form!r}: choose one of {', '.join(PREDICTION_FORMATS)}")
+    source = make_source(data_config)
+    files = {image_id_of(p.stem): p for p in folder.iterdir() if p.suffix.lower() == ".png"}
+    wanted = [i for name in split_names(source, split) for i in source.ids(name)]
+    missing = [i for i in wanted if i not in files]
+    if missing:
+        raise UserError(f"predictions {folder}: no {missing[0]}.png for image {missing[0]} "
+                        f"({len(missing)} of {len(wanted)} missing)")
+    extra = sorted(set(files) - set(wanted))
+    if extra:
+        raise UserError(f"predictions {folder}: {files[extra[0]].name} is not an image of split {split!r} "
+                        f"({len(extra)} such file(s))")
+    scorer = Scorer(source.class_names)
+    for image_id, _, label in tqdm(examples(source, split), total=len(wanted), desc=f"evaluate {split}",
+                                   unit="img", disable=not progress):
+        classes, probability = read_prediction(files[image_id], len(source.class_names), form, label.shape)
+        scorer.add(label, classes, probability)
+    return {**scorer.result(), "split": split, "predictions": str(folder)}
+
+
+def write_report(metrics: dict, json_path: str | Path) -> Path:
+    """Writes the metrics JSON and, beside it, ``<name>_confusion.png``; returns the PNG path."""
+    from tfseg.fileio import write_text
+    from tfseg.viz import save_confusion_matrix
+
+    json_path = Path(json_path)
+    write_text(json_path, json.dumps(metrics, indent=1) + "\n")
+    picture = json_path.with_name(f"{json_path.stem}_confusion.png")
+    save_confusion_matrix(np.asarray(metrics["confusion_matrix"]), metrics["class_names"], picture)
+    return picture
+
+
+def format_report(metrics: dict) -> str:
+    """The per-class table and summary lines ``tfseg evaluate`` prints."""
+    lines = [f"{metrics['num_images']} images of split {metrics['split']}, scored at their own resolution",
+             f"{'class':<16} {'IoU':>8}"]
+    for name, iou in metrics["per_class_iou"].items():
+        lines.append(f"{name:<16} {'n/a' if iou is None else f'{iou:.4f}':>8}")
+    lines.append(f"miou {metrics['miou']:.4f}  pixel_accuracy {metrics['pixel_accuracy']:.4f}  "
+                 f"mean_class_accuracy {metrics['mean_class_accuracy']:.4f}")
+    if "max_f" in metrics:
+        threshold = metrics["max_f_threshold"]
+        lines.append(f"precision {metrics['precision']:.4f}  recall {metrics['recall']:.4f}  "
+                     f"f1 {metrics['f1']:.4f} (at 0.5)")
+        lines.append(f"max_f {metrics['max_f']:.4f} (threshold {threshold if threshold is None else f'{threshold:.3f}'})  "
+                     f"average_precision {metrics['average_precision']:.4f}")
+    return "\n".join(lines)
+

@@ -18,6 +18,7 @@ from PIL import Image
 from tfseg.artifacts import METADATA_FILE
 from tfseg.data.files import read_rgb
 from tfseg.data.labels import full_palette
+from tfseg.evaluate import kitti_submission_stem, quantize_probability
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
 from tfseg.viz import overlay
@@ -48,17 +49,17 @@ class SegmentationModel:
         self.metadata = json.loads(metadata_path.read_text())
         self.class_names = self.metadata["class_names"]
         self.palette = np.asarray(self.metadata["palette"], np.uint8)
-        self._loaded = tf.saved_model.load(str(path))
-        self._serve = self._loaded.serve
+        self._loaded = tf.saved_model.load(str(path))  # kept referenced: it owns the variables
+        self.serve = self._loaded.serve
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """``images`` uint8 ``[N, H, W, 3]`` -> ``{"classes": uint8 [N, H, W],
         "probabilities": float32 [N, H, W, num_classes]}``."""
-        return {key: value.numpy() for key, value in self._serve(images).items()}
+        return {key: value.numpy() for key, value in self.serve(images).items()}
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """One image ``[H, W, 3]`` uint8 -> its class map ``[H, W]`` uint8."""
-        return self._serve(image[np.newaxis])["classes"].numpy()[0]
+        return self.serve(image[np.newaxis])["classes"].numpy()[0]
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -105,9 +106,19 @@ def write_rgb(path: Path, image: np.ndarray) -> None:
             raise OSError(f"cannot write {path}")
 
 
+def write_probability(path: Path, probability: np.ndarray) -> None:
+    """A grey PNG of a probability map ``[H, W]`` in [0, 1], stored as round(255 p)."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(quantize_probability(probability), mode="L").save(tmp, format="PNG")
+
+
 def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: str | Path,
-                   overwrite: bool = False, progress: bool = True) -> PredictSummary:
-    """Writes ``output/masks/<stem>.png`` and ``output/overlays/<stem>.png`` per input image.
+                   overwrite: bool = False, progress: bool = True,
+                   probabilities: bool = False) -> PredictSummary:
+    """Writes ``output/masks/<stem>.png`` and ``output/overlays/<stem>.png`` per input image,
+    and with ``probabilities`` (two-class models) ``output/probabilities/<name>.png``: the
+    class-1 probability as 0..255, named for the KITTI road benchmark where the stem is a
+    KITTI image id (``um_000000`` -> ``um_road_000000.png``).
 
     Unreadable images are reported and skipped; the others are still segmented.
     """
@@ -116,15 +127,19 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images = check_folders(input_dir, output_dir)
     model = SegmentationModel(model_path)
+    if probabilities and len(model.class_names) != 2:
+        raise UserError(f"--probabilities: model {model_path} has {len(model.class_names)} classes; "
+                        "probability maps are written for two-class models")
     stems = output_stems(images)
     targets = {p: (output_dir / "masks" / f"{stems[p]}.png", output_dir / "overlays" / f"{stems[p]}.png")
+               + ((output_dir / "probabilities" / f"{kitti_submission_stem(stems[p])}.png",) if probabilities else ())
                for p in images}
-    existing = [t for pair in targets.values() for t in pair if t.exists()]
+    existing = [t for paths in targets.values() for t in paths if t.exists()]
     if existing and not overwrite:
         raise UserError(f"output {output_dir}: {len(existing)} file(s) already exist (e.g. {existing[0]}); "
                         "pass --overwrite or choose another --output")
     try:
-        for sub in ("masks", "overlays"):
+        for sub in ("masks", "overlays") + (("probabilities",) if probabilities else ()):
             (output_dir / sub).mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"output {output_dir}: cannot be created ({err.strerror})") from None
@@ -138,11 +153,14 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
             summary.failed.append((path, str(err)))
             tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
             continue
-        classes = model(image)
-        mask_path, overlay_path = targets[path]
+        outputs = model.predict(image[np.newaxis])
+        classes = outputs["classes"][0]
+        mask_path, overlay_path, *probability_path = targets[path]
         try:
             write_mask(mask_path, classes, model.palette)
             write_rgb(overlay_path, overlay(image, classes, model.palette))
+            if probabilities:
+                write_probability(probability_path[0], outputs["probabilities"][0, ..., 1])
         except OSError as err:
             raise UserError(f"output {mask_path.parent.parent}: cannot write ({err})") from None
         summary.written.append(mask_path)

@@ -26,7 +26,7 @@ from tfseg.artifacts import CONFIG_FILE, LABELS_FILE, MODEL_FILE, SPLIT_FILE
 from tfseg.config import RunConfig
 from tfseg.data.pipeline import build_dataset
 from tfseg.data.sources import make_source
-from tfseg.data.splits import write_split
+from tfseg.data.splits import write_split_record
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, write_text
 from tfseg.interrupts import StopAtBoundary
@@ -105,14 +105,6 @@ def compile_model(model: keras.Model, config: RunConfig, num_classes: int, total
     )
 
 
-def seeded_split(source) -> dict | None:
-    """The seeded train/val split of ``source``, or None where its split is fixed."""
-    try:
-        return source.split_record() if hasattr(source, "split_record") else None
-    except UserError:  # a folder dataset with its own split lists
-        return None
-
-
 def prepare_run_dir(config: RunConfig) -> tuple[Path, bool]:
     """Creates the run directory, or finds an interrupted run there to resume.
 
@@ -148,15 +140,21 @@ def train(config: RunConfig, verbose: int = 2, callbacks=()) -> Path:
     ``callbacks`` are extra Keras callbacks, run after tfseg's own.
     """
     check_options(config.model.name, config.model.options)
-    source = make_source(config.data)
-    split_record = seeded_split(source) if not config.data.split_file else None
-    if split_record:
-        # Every later evaluation of this run uses the very same split, from any directory.
-        config.data.split_file = str(Path(config.run_dir).resolve() / SPLIT_FILE)
+    source, split_record = make_source(config.data), None
+    run_split_file = Path(config.run_dir).resolve() / SPLIT_FILE
+    if not config.data.split_file:
+        # A seeded split is frozen in the run directory: every later evaluation of this
+        # run, and its resumption, use the very same split, from any directory.
+        if run_split_file.is_file():  # resuming: the split the run started with
+            config.data.split_file = str(run_split_file)
+            source = make_source(config.data)
+        else:
+            split_record = source.split_record()
+            if split_record is not None:
+                config.data.split_file = str(run_split_file)
     run_dir, resuming = prepare_run_dir(config)
-    if split_record and not (run_dir / SPLIT_FILE).exists():
-        write_split(source, run_dir / SPLIT_FILE)
-        source = make_source(config.data)
+    if split_record is not None:
+        write_split_record(split_record, run_split_file)
     print(f"{'resuming' if resuming else 'starting'} run in {run_dir}")
 
     keras.utils.set_random_seed(config.train.seed)

@@ -78,3 +78,31 @@ def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> None
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80)
     plt.close(fig)
+
+
+def save_confusion_matrix(matrix: np.ndarray, class_names, path: str | os.PathLike) -> None:
+    """The confusion matrix ``[C, C]`` (rows: truth, columns: prediction) as a heat map of
+    each row's fractions, with the pixel counts written in the cells when they fit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    matrix = np.asarray(matrix, np.float64)
+    fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = len(class_names)
+    fig, ax = plt.subplots(figsize=(2 + 0.45 * size, 1.6 + 0.45 * size))
+    shown = ax.imshow(fractions, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(size), class_names, rotation=90)
+    ax.set_yticks(range(size), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    if size <= 8:
+        for (row, column), count in np.ndenumerate(matrix):
+            ax.text(column, row, f"{fractions[row, column]:.3f}\n{int(count):,}", ha="center", va="center",
+                    fontsize=7, color="white" if fractions[row, column] > 0.5 else "black")
+    fig.colorbar(shown, ax=ax, fraction=0.046, label="fraction of the row")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80)
+    plt.close(fig)

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm import tqdm
 
 from tfseg.data.files import Example, FileSource, image_size, verify_image
+from tfseg.data.sources import Source
 from tfseg.errors import UserError
 
 
@@ -56,14 +57,14 @@ def check_example(source: FileSource, example: Example) -> list[tuple[str, str]]
     return problems
 
 
-def check(source: FileSource, workers: int | None = None, progress: bool = False) -> list[tuple[str, str]]:
+def check(source: Source, workers: int | None = None, progress: bool = False) -> list[tuple[str, str]]:
     """``(file, reason)`` for everything wrong with ``source``'s files, sorted by file.
 
     ``workers`` threads read files in parallel (Pillow and zlib release the GIL while
     decoding); the default is the number of CPUs.
     """
-    if not hasattr(source, "complete_examples"):
-        raise UserError(f"check reads raw files; source {getattr(source, 'name', source)!r} has none "
+    if not isinstance(source, FileSource):
+        raise UserError(f"check reads raw files; source {source.name!r} has none "
                         "(with data.use_tfds: true, check the raw data with use_tfds: false)")
     problems = [(p.file, p.reason) for p in source.structure_problems()]
     examples = all_examples(source)

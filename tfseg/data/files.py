@@ -215,6 +215,7 @@ class FileSource:
     class_names: tuple[str, ...] = ()
     palette: np.ndarray
     splits: tuple[str, ...] = ()
+    root: str | os.PathLike = ""  # where the files are, for messages
 
     def __init__(self):
         self._scanned: dict[str, tuple[list[Example], list[Problem]]] = {}
@@ -258,10 +259,18 @@ class FileSource:
         return problems
 
     def root_description(self) -> str:
-        return str(getattr(self, "root", ""))
+        return str(self.root)
 
     def num_examples(self, split: str) -> int:
         return len(self.examples(split))
+
+    def ids(self, split: str) -> list[str]:
+        return [example.id for example in self.examples(split)]
+
+    def split_record(self) -> dict | None:
+        """The seeded train/val split to freeze in a split file; None where the split is
+        fixed (official lists). Sources with a seeded split override this."""
+        return None
 
     # -- decoding (NumPy) ----------------------------------------------------------------
     def read_image(self, example: Example) -> np.ndarray:

@@ -169,17 +169,16 @@ class FolderSource(FileSource):
         if self._assignment is None:
             ids = sorted(self._all_pairs()[0])
             c, f = self.config, self.config.folder
-            if c.split_file and Path(c.split_file).is_file():
+            if c.split_file:
                 self._assignment = splits_lib.read_split(c.split_file, ids, self.name)
             else:
                 size = splits_lib.holdout_size(len(ids), len(ids), f.val_fraction)
                 self._assignment = splits_lib.stratified_holdout(ids, size, f.split_seed)
         return self._assignment
 
-    def split_record(self) -> dict:
+    def split_record(self) -> dict | None:
         if self.has_lists:
-            raise UserError(f"{self.lists_dir}: this folder has split lists; there is no seeded "
-                            "split to write")
+            return None  # the folder's own split lists
         f = self.config.folder
         return {"source": self.name, "data_dir": str(self.root), "seed": f.split_seed,
                 "val_fraction": f.val_fraction, **self.split_assignment()}

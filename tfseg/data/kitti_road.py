@@ -184,7 +184,7 @@ class KittiRoadSource(FileSource):
         if self._assignment is None:
             examples, _ = self._labelled()
             ids = [e.id for e in examples]
-            if self.config.split_file and Path(self.config.split_file).is_file():
+            if self.config.split_file:
                 self._assignment = splits_lib.read_split(self.config.split_file, ids, self.name)
             else:
                 k = self.config.kitti

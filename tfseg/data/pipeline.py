@@ -14,9 +14,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tfseg.config import DataConfig
-from tfseg.data.augment import augment, resize_pair
+from tfseg.data.augment import augment, resize_nearest_2d
 from tfseg.data.labels import VOID
-from tfseg.data.preprocess import equalize, normalize
+from tfseg.data.preprocess import equalize, normalize, resize_image
 from tfseg.data.sources import Source
 
 
@@ -31,12 +31,13 @@ def pad_batch_to_multiple(images: tf.Tensor, labels: tf.Tensor, multiple: int):
 
 
 def cached_examples(source: Source, split: str, config: DataConfig) -> tf.data.Dataset:
-    """Unbatched ``(image uint8 [H, W, 3], label uint8 [H, W])`` after the deterministic work."""
+    """Unbatched ``(image uint8 [H, W, 3], label uint8 [H, W])`` after the deterministic work:
+    the steps of :func:`tfseg.data.preprocess.network_input` before normalisation."""
 
     def deterministic(image, label):
         if config.resize:
-            image, label = resize_pair(image, label, config.resize)
-            image = tf.cast(tf.round(tf.clip_by_value(image, 0, 255)), tf.uint8)
+            image = resize_image(image, config.resize)
+            label = resize_nearest_2d(label, config.resize)
         return equalize(image, config.preprocess, config.preprocess.clahe_backend), label
 
     ds = source.dataset(split).map(deterministic, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,21 +1,39 @@
-"""The deterministic preprocessing that training and the exported model share.
+"""The deterministic path from a uint8 image to the network's input, shared by all.
 
-:func:`preprocess` is the single definition of "what the network sees": the training
-pipeline applies its two halves (:func:`equalize` before the cache, :func:`normalize` after
-augmentation) and the exported SavedModel calls :func:`preprocess` itself inside its serving
-signature, so there is no train/serve drift to test away.
+    uint8 image [H, W, 3] --resize_image--> [h, w, 3] uint8 (data.resize, bilinear, rounded)
+                          --equalize------> CLAHE on the luminance (data.preprocess.clahe)
+                          --normalize-----> float32 network input
+
+:func:`network_input` is the single definition of "what the network sees": the training
+pipeline applies its steps around the cache and augmentation (resize and CLAHE before the
+cache, normalisation after augmentation), and the exported SavedModel and ``tfseg
+evaluate`` call :func:`network_input` itself (:mod:`tfseg.inference`), so there is no
+train/serve drift to test away.
+
+``data.resize: [h, w]`` stretches every image to exactly ``h x w``, whatever its aspect
+ratio, and the predictions are stretched back to the image's own size. It is meant for
+datasets whose images share (nearly) one aspect ratio, like KITTI Road (1242x375,
+1241x376, 1238x374, 1226x370: within 1 % of each other); for photos of any shape (VOC)
+leave it empty and train on random crops instead.
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from tfseg.config import PreprocessConfig
+from tfseg.config import DataConfig, PreprocessConfig
 from tfseg.data.clahe import clahe, clahe_opencv
 
 # ImageNet channel means in RGB order, on the 0..255 scale, and standard deviations on 0..1.
 IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
+
+
+def resize_image(images: tf.Tensor, size) -> tf.Tensor:
+    """uint8 ``[..., H, W, 3]`` -> uint8 ``[..., size[0], size[1], 3]``: bilinear with half-pixel
+    centres and no antialiasing, rounded back to uint8, so that CLAHE sees integers."""
+    resized = tf.image.resize(images, size, method="bilinear")
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
 
 def equalize(images: tf.Tensor, config: PreprocessConfig, backend: str = "tensorflow") -> tf.Tensor:
@@ -54,5 +72,13 @@ def normalize(images: tf.Tensor, normalization: str = "unit") -> tf.Tensor:
 
 
 def preprocess(images: tf.Tensor, config: PreprocessConfig) -> tf.Tensor:
-    """uint8 RGB ``[..., H, W, 3]`` -> float32 network input of the same shape."""
+    """uint8 RGB ``[..., H, W, 3]`` -> float32 network input of the same shape (no resize)."""
     return normalize(equalize(images, config), config.normalization)
+
+
+def network_input(images: tf.Tensor, config: DataConfig) -> tf.Tensor:
+    """uint8 RGB ``[N, H, W, 3]`` -> float32 ``[N, h, w, 3]``: resized to ``config.resize``
+    (when set, else kept at ``H x W``), equalized and normalised, as the network was trained."""
+    if config.resize:
+        images = resize_image(images, config.resize)
+    return preprocess(images, config.preprocess)

@@ -26,19 +26,33 @@ from tfseg.errors import UserError
 
 
 class Source(Protocol):
+    """What every data source offers; nothing downstream asks a source for more."""
+
+    name: str
     class_names: tuple[str, ...]
     palette: np.ndarray  # [num_classes, 3] uint8 RGB
+    splits: tuple[str, ...]  # e.g. ("train", "val", "trainval", "test")
 
     def num_examples(self, split: str) -> int: ...
 
+    def ids(self, split: str) -> list[str]:
+        """The split's image ids, in the order of :meth:`dataset`."""
+
     def dataset(self, split: str) -> tf.data.Dataset:
-        """Unbatched ``(image uint8 [H, W, 3], label uint8 [H, W])`` in a fixed order."""
+        """Unbatched ``(image uint8 [H, W, 3], label uint8 [H, W])`` in a fixed order, at the
+        images' own size; images without ground truth come with all-void labels."""
+
+    def split_record(self) -> dict | None:
+        """The seeded train/val split, for a split file (:mod:`tfseg.data.splits`); None
+        where the split is fixed (official lists, generated data)."""
 
 
 class SyntheticSource:
     """Shapes on textures (:mod:`tfseg.data.synthetic`), generated on the fly."""
 
+    name = "synthetic"
     class_names = synthetic.CLASS_NAMES
+    splits = ("train", "val", "test")
 
     def __init__(self, config: DataConfig):
         self.config = config.synthetic
@@ -49,6 +63,12 @@ class SyntheticSource:
         if split not in sizes:
             raise UserError(f"synthetic data has no split {split!r}: choose one of {', '.join(sizes)}")
         return sizes[split]
+
+    def ids(self, split: str) -> list[str]:
+        return [f"{split}_{index:06d}" for index in range(self.num_examples(split))]
+
+    def split_record(self) -> None:
+        return None  # every split is generated from its own seed
 
     def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
         c = self.config

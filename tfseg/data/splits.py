@@ -120,15 +120,21 @@ def read_split(path: str | Path, ids: Iterable[str], source_name: str) -> dict[s
 def write_split(source, path: str | Path, overwrite: bool = False) -> dict:
     """Writes ``source``'s seeded split to ``path`` (JSON) and returns what it wrote.
 
-    ``source`` must have a seeded split (``split_record()``: kitti_road, or a folder
-    without split lists). An existing file is only replaced with ``overwrite=True``.
+    ``source`` must have a seeded split (``split_record()`` is not None: kitti_road, or a
+    folder without split lists). An existing file is only replaced with ``overwrite=True``.
     """
-    if not hasattr(source, "split_record"):
-        raise UserError(f"source {getattr(source, 'name', type(source).__name__)!r} has a fixed, "
-                        "official split; there is no split file to write")
+    split = source.split_record()
+    if split is None:
+        raise UserError(f"source {source.name!r} has a fixed split (official lists, or the "
+                        "folder's own); there is no seeded split file to write")
+    return write_split_record(split, path, overwrite)
+
+
+def write_split_record(split: dict, path: str | Path, overwrite: bool = False) -> dict:
+    """Writes a source's ``split_record()`` to ``path`` as a split file; returns the record."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise UserError(f"split file {path}: already exists; pass overwrite to replace it")
-    record = {"format": FORMAT, **source.split_record()}
+    record = {"format": FORMAT, **split}
     write_text(path, json.dumps(record, indent=1) + "\n")
     return record

@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from tfseg.data.files import Example, image_size
+from tfseg.data.files import Example, FileSource, image_size
 from tfseg.data.labels import VOID
+from tfseg.data.sources import Source
 
 
 class _Tally:
@@ -82,7 +83,7 @@ def _file_items(source, example: Example) -> tuple[tuple[int, int], np.ndarray |
     return size, None if example.label_path is None else source.read_label(example)
 
 
-def stats(source, splits: list[str] | None = None, workers: int | None = None,
+def stats(source: Source, splits: list[str] | None = None, workers: int | None = None,
           progress: bool = False) -> dict:
     """Statistics of ``source``: per split and, for the training split, class weights.
 
@@ -93,12 +94,12 @@ def stats(source, splits: list[str] | None = None, workers: int | None = None,
     File sources are read directly (labels decoded, images only sized); others through
     their ``tf.data`` pipeline.
     """
-    splits = list(splits or getattr(source, "splits", ("train", "val")))
+    splits = list(splits or source.splits)
     num_classes = len(source.class_names)
     tallies = {}
     for split in splits:
         tally = _Tally(num_classes)
-        if hasattr(source, "examples"):
+        if isinstance(source, FileSource):
             examples = source.examples(split)
             with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
                 items = pool.map(lambda e: _file_items(source, e), examples)
@@ -113,7 +114,7 @@ def stats(source, splits: list[str] | None = None, workers: int | None = None,
     labelled = [s for s in splits if tallies[s].labelled_images]
     weights_split = "train" if "train" in labelled else (labelled[0] if labelled else None)
     result = {
-        "source": getattr(source, "name", type(source).__name__),
+        "source": source.name,
         "class_names": list(source.class_names),
         "num_images": {s: tallies[s].num_images for s in splits},
         "splits": {s: tallies[s].summary() for s in splits},

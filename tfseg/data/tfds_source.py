@@ -8,8 +8,6 @@ differs), and masks were stored as tfseg class ids.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -46,7 +44,7 @@ class TfdsSource:
         if self._assignment is None:
             ids = list(self.builder.info.metadata["trainval_ids"])
             c = self.config
-            if c.split_file and Path(c.split_file).is_file():
+            if c.split_file:
                 self._assignment = splits_lib.read_split(c.split_file, ids, self.name)
             else:
                 size = splits_lib.holdout_size(len(ids), c.kitti.val_count, c.kitti.val_fraction)
@@ -54,9 +52,9 @@ class TfdsSource:
                                                                  kitti_road.category)
         return self._assignment
 
-    def split_record(self) -> dict:
+    def split_record(self) -> dict | None:
         if self.name != "kitti_road":
-            raise UserError(f"{self.name} uses its official split lists; there is no split to write")
+            return None  # VOC's official split lists
         k = self.config.kitti
         return {"source": self.name, "data_dir": str(self.builder.data_dir), "seed": k.split_seed,
                 "val_count": k.val_count, "val_fraction": k.val_fraction,
@@ -68,6 +66,11 @@ class TfdsSource:
             raise UserError(f"{self.name} (tfds) has no split {split!r}: choose one of {', '.join(self.splits)}")
         return "trainval" if self.name == "kitti_road" and split in ("train", "val") else split
 
+    def ids(self, split: str) -> list[str]:
+        """Image ids (file names without ``.png``/``.jpg``) in the order of :meth:`dataset`."""
+        names = self._records(split).map(lambda ex: ex["file_name"]).as_numpy_iterator()
+        return [name.decode().rsplit(".", 1)[0] for name in names]
+
     def num_examples(self, split: str) -> int:
         stored = self._stored_split(split)
         if stored != split:
@@ -76,6 +79,14 @@ class TfdsSource:
 
     def dataset(self, split: str) -> tf.data.Dataset:
         """Unbatched ``(image uint8 [H, W, 3], label uint8 [H, W])`` in the records' fixed order."""
+
+        def to_example(ex):
+            return decode_image_tf(ex["image"]), ex["segmentation_mask"][..., 0]
+
+        return self._records(split).map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def _records(self, split: str) -> tf.data.Dataset:
+        """The split's raw records (image still encoded), in their fixed order."""
         stored = self._stored_split(split)
         ds = self.builder.as_dataset(
             split=stored, shuffle_files=False,
@@ -86,8 +97,4 @@ class TfdsSource:
             table = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(wanted, tf.ones_like(wanted, tf.int32)), 0)
             ds = ds.filter(lambda ex: table.lookup(ex["file_name"]) > 0)
-
-        def to_example(ex):
-            return decode_image_tf(ex["image"]), ex["segmentation_mask"][..., 0]
-
-        return ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds

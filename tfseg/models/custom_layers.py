@@ -31,6 +31,77 @@ def bilinear_kernel_2d(kernel_size) -> np.ndarray:
     return np.outer(bilinear_kernel_1d(kh), bilinear_kernel_1d(kw))
 
 
+def subpixel_conv_transpose(x, kernel, strides, padding: str):
+    """A 2-D transposed convolution whose kernel size is a multiple of its stride, computed
+    as a small convolution followed by depth-to-space (a "sub-pixel" convolution).
+
+    ``x``: ``[B, H, W, C]``; ``kernel``: ``[kh, kw, F, C]``, laid out as
+    ``keras.layers.Conv2DTranspose`` keeps it; ``strides`` ``(sh, sw)`` with ``kh = mh * sh``
+    and ``kw = mw * sw``. Returns ``[B, H * sh, W * sw, F]`` for ``padding="same"`` and
+    ``[B, (H - 1) * sh + kh, (W - 1) * sw + kw, F]`` for ``"valid"``, equal to
+    ``ops.conv_transpose`` (no bias).
+
+    Why: output row ``q * s + r`` of a transposed convolution only ever meets kernel rows
+    ``r, r + s, ..., r + (m - 1) * s``. So each of the ``s * s`` output phases is an
+    ``m x m`` convolution of the input, and all of them together are one convolution to
+    ``s * s * F`` channels, whose channels depth-to-space interleaves. XLA lowers the
+    transposed convolution itself into a convolution over an input dilated with zeros,
+    ``s * s`` times the work; this form does only the useful multiplications (the U-Net's
+    2x2 stride-2 up-sampling becomes a 1x1 convolution: a plain matrix product).
+    """
+    (sh, sw), (kh, kw) = strides, kernel.shape[:2]
+    mh, mw = kh // sh, kw // sw
+    filters, channels = kernel.shape[2], kernel.shape[3]
+    # [kh, kw, F, C] -> [mh, mw, C, sh * sw * F]: tap j of phase r is kernel row j * s + r,
+    # met by input row q - j, so the taps are reversed to read as a correlation.
+    phases = ops.reshape(kernel, (mh, sh, mw, sw, filters, channels))
+    phases = ops.flip(ops.flip(phases, axis=0), axis=2)
+    phases = ops.transpose(phases, (0, 2, 5, 1, 3, 4))
+    phases = ops.reshape(phases, (mh, mw, channels, sh * sw * filters))
+    if mh > 1 or mw > 1:
+        x = ops.pad(x, [[0, 0], [mh - 1, mh - 1], [mw - 1, mw - 1], [0, 0]])
+    y = ops.conv(x, phases, strides=1, padding="valid")
+    shape = ops.shape(y)
+    batch, height, width = shape[0], shape[1], shape[2]
+    y = ops.reshape(y, (batch, height, width, sh, sw, filters))
+    y = ops.transpose(y, (0, 1, 3, 2, 4, 5))
+    y = ops.reshape(y, (batch, height * sh, width * sw, filters))
+    if padding == "same":
+        # The "same" output is the full one without (k - s) // 2 leading rows, as in
+        # TensorFlow's conv2d_transpose (the gradient of a "same" strided convolution).
+        top, left = (kh - sh) // 2, (kw - sw) // 2
+        in_height, in_width = height - (mh - 1), width - (mw - 1)
+        y = y[:, top:top + in_height * sh, left:left + in_width * sw, :]
+    return y
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class Conv2DTranspose(layers.Conv2DTranspose):
+    """``keras.layers.Conv2DTranspose`` computed by :func:`subpixel_conv_transpose` where
+    the kernel size is a multiple of the stride (2x2/2 in the U-Net, 4x4/2 in FCN).
+
+    The same layer in every other respect: the same arguments, the same ``kernel`` and
+    ``bias`` variables, the same outputs to float rounding; other configurations
+    (dilation, ``output_padding``, ``channels_first``) run the parent's computation. It
+    keeps the parent's class name on purpose: a ``.keras`` file files each layer's weights
+    under its class name, so with this name the weights of models saved with Keras' own
+    layer load into tfseg's models and back (registered as ``tfseg>Conv2DTranspose``).
+    """
+
+    def _subpixel(self) -> bool:
+        return (self.data_format == "channels_last" and self.output_padding is None
+                and tuple(self.dilation_rate) == (1, 1)
+                and all(k % s == 0 for k, s in zip(self.kernel_size, self.strides)))
+
+    def call(self, inputs):
+        if not self._subpixel():
+            return super().call(inputs)
+        y = subpixel_conv_transpose(inputs, self.kernel, self.strides, self.padding)
+        if self.use_bias:
+            y = y + self.bias
+        return self.activation(y) if self.activation is not None else y
+
+
 @keras.saving.register_keras_serializable(package="tfseg")
 class BilinearUpsampling(keras.initializers.Initializer):
     """Initialises a ``Conv2DTranspose`` kernel to bilinear upsampling, channel by channel.
@@ -86,7 +157,7 @@ class BilinearUpsample2D(layers.Layer):
         kernel = ops.convert_to_tensor(kernel, dtype=x.dtype)
         # Channels go to the batch axis: one single-channel transposed convolution each.
         y = ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, height, width, 1))
-        y = ops.conv_transpose(y, kernel, strides=self.factor, padding=self.padding)
+        y = subpixel_conv_transpose(y, kernel, (self.factor, self.factor), self.padding)
         out_shape = ops.shape(y)
         y = ops.reshape(y, (batch, channels, out_shape[1], out_shape[2]))
         return ops.transpose(y, (0, 2, 3, 1))

@@ -43,8 +43,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tfseg.models.custom_layers import (BilinearUpsample2D, BilinearUpsampling, CropToReference,
-                                        PadToMultiple, Scale)
+from tfseg.models.custom_layers import (BilinearUpsample2D, BilinearUpsampling, Conv2DTranspose,
+                                        CropToReference, PadToMultiple, Scale)
 from tfseg.models.encoders import (VGG16_CONV_LAYERS, finish_encoder, scaled_width,
                                    vgg16_features)
 
@@ -130,7 +130,7 @@ def fcn_vgg16(
     skips = {32: [], 16: [("pool4", "block4_pool", pool4_scale)],
              8: [("pool4", "block4_pool", pool4_scale), ("pool3", "block3_pool", pool3_scale)]}
     for i, (skip, feature, scale) in enumerate(skips[output_stride]):
-        x = layers.Conv2DTranspose(width, 4, strides=2, padding=padding, use_bias=False,
+        x = Conv2DTranspose(width, 4, strides=2, padding=padding, use_bias=False,
                                    kernel_initializer=BilinearUpsampling(),
                                    kernel_regularizer=regularizer, dtype="float32",
                                    name="upscore2" if i == 0 else "upscore_pool4")(x)

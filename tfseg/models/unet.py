@@ -19,6 +19,7 @@ import keras
 from keras import layers
 
 from tfseg.models.blocks import classifier, conv_block
+from tfseg.models.custom_layers import Conv2DTranspose
 from tfseg.models.encoders import (RESNET50_FEATURES, VGG16_CONV_LAYERS, finish_encoder,
                                    resnet50_features, vgg16_features)
 
@@ -66,7 +67,7 @@ def unet(
     for level in reversed(range(depth)):
         filters = base_filters * 2**level
         if upsampling == "transpose":
-            x = layers.Conv2DTranspose(filters, 2, strides=2, name=f"up{level}_transpose")(x)
+            x = Conv2DTranspose(filters, 2, strides=2, name=f"up{level}_transpose")(x)
         else:
             x = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{level}_resize")(x)
             x = layers.Conv2D(filters, 2, padding="same", name=f"up{level}_conv")(x)
@@ -83,7 +84,7 @@ def unet_stride(depth: int = 4, **_) -> int:
 
 def _upsample(x, filters: int, upsampling: str, name: str):
     if upsampling == "transpose":
-        return layers.Conv2DTranspose(filters, 2, strides=2, name=f"{name}_transpose")(x)
+        return Conv2DTranspose(filters, 2, strides=2, name=f"{name}_transpose")(x)
     x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(x)
     return layers.Conv2D(filters, 2, padding="same", name=f"{name}_conv")(x)
 

@@ -1,0 +1,89 @@
+"""The inference path of a trained network: uint8 images of any size in, class maps of the
+same size out. The exported SavedModel (:mod:`tfseg.export`) and ``tfseg evaluate``
+(:mod:`tfseg.evaluate`) both run :func:`make_inference_fn`, so what is scored is what
+is served.
+
+    images uint8 [N, H, W, 3]
+      -> network_input: resize to data.resize, CLAHE, normalise   (as in training)
+      -> pad to the network's stride (reflect), network, crop the padding off
+      -> logits resized bilinearly back to H x W (when data.resize is set)
+      -> softmax, argmax
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfseg.config import DataConfig, ModelConfig
+from tfseg.data.preprocess import network_input
+from tfseg.models import build_model
+
+
+def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:
+    """Pads ``[N, H, W, C]`` at the bottom and right so that H and W are multiples of ``stride``.
+
+    Reflection keeps image statistics at the new border like those inside; it is only
+    possible while the padding is smaller than the image, so tiny images get zeros instead.
+    """
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    paddings = [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]
+    can_reflect = tf.logical_and(pad_h < height, pad_w < width)
+    return tf.cond(can_reflect,
+                   lambda: tf.pad(x, paddings, mode="REFLECT"),
+                   lambda: tf.pad(x, paddings))
+
+
+def make_network_input_fn(data_config: DataConfig, stride: int):
+    """``images uint8 [N, H, W, 3]`` -> float32 ``[N, h', w', 3]``: the tensor the network is
+    fed, padded to a multiple of ``stride``."""
+
+    def network_input_fn(images):
+        return pad_to_multiple(network_input(images, data_config), stride)
+
+    return network_input_fn
+
+
+def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int):
+    """``images uint8 [N, H, W, 3]`` -> ``{"classes": uint8 [N, H, W],
+    "probabilities": float32 [N, H, W, num_classes]}``, at the images' own size.
+
+    Logits, not probabilities, are resized back: the same as resizing the probabilities
+    for the argmax of two classes, and closer to the network's own decision for more.
+    """
+
+    def inference_fn(images):
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        x = network_input(images, data_config)
+        net_height, net_width = tf.shape(x)[1], tf.shape(x)[2]
+        logits = model(pad_to_multiple(x, stride), training=False)
+        logits = tf.cast(logits, tf.float32)[:, :net_height, :net_width, :]
+        if data_config.resize:
+            logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
+        return {
+            "classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8),
+            "probabilities": tf.nn.softmax(logits, axis=-1),
+        }
+
+    return inference_fn
+
+
+def float32_model(model: keras.Model, model_config: ModelConfig, num_classes: int) -> keras.Model:
+    """The same network with the same weights, computing in float32 throughout.
+
+    A model trained under a mixed-precision policy computes in bfloat16 or float16; for
+    serving and evaluation tfseg rebuilds it under float32 and copies its (float32)
+    weights over, so that predictions do not depend on the training precision.
+    """
+    options = dict(model_config.options)
+    if options.get("encoder_weights") is not None:
+        options["encoder_weights"] = None  # every weight is copied from ``model`` below
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        copy = build_model(model_config.name, num_classes, **options)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
