@@ -156,7 +156,11 @@ def test_cli_export_and_predict(trained, tmp_path, capsys):
     (["train", "--config", "nope"], "unknown preset 'nope'"),
     (["train", "--set", "train.epochs"], "malformed --set"),
     (["train", "--set", "train.epochz=1"], "unknown key 'train.epochz'"),
-    (["export", "--run-dir", "{tmp}/missing"], "has no config.yaml"),
+    (["export", "--run-dir", "{tmp}/missing"], "run directory {tmp}/missing: not found"),
+    (["export", "--run-dir", "{tmp}/empty"], "has no config.yaml"),
+    (["evaluate", "--run-dir", "{tmp}/empty"], "has no config.yaml"),
+    (["evaluate", "--model", "{model}"], "needs the ground truth"),
+    (["evaluate"], "needs exactly one of --run-dir, --model or --predictions"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(exported, tmp_path, capsys, argv, message):
     (tmp_path / "empty").mkdir()
@@ -164,7 +168,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(exported, tmp_path, capsys, argv, 
     argv = [a.format(model=exported[1], tmp=tmp_path) for a in argv]
     code, out, err = run_cli(capsys, *argv)
     assert code == 2
-    assert message in err and err.startswith("tfseg: error: ") and err.count("\n") == 1
+    assert message.format(tmp=tmp_path) in err and err.startswith("tfseg: error: ") and err.count("\n") == 1
     assert not (tmp_path / "o").exists()
 
 

@@ -60,7 +60,7 @@ def test_index_masks_with_split_lists(tmp_path):
                                        source.examples("all"), strict=True):
         np.testing.assert_array_equal(label, np.asarray(Image.open(example.label_path)))
         np.testing.assert_array_equal(image, source.read_image(example))
-    with pytest.raises(UserError, match="has split lists"):
+    with pytest.raises(UserError, match="has a fixed split"):
         write_split(source, tmp_path / "split.json")
 
 

@@ -163,3 +163,10 @@ def test_split_file_is_reused_and_checked(tmp_path):
     (root / "training" / "gt_image_2" / "uu_road_000005.png").unlink()
     with pytest.raises(UserError, match="not in the data"):
         make_source(config).examples("val")
+
+
+def test_a_named_split_file_that_does_not_exist_is_an_error(tmp_path):
+    root = make_kitti(tmp_path / "data_road", {f"um_{n:06d}": (12, 16) for n in range(4)})
+    config = DataConfig(source="kitti_road", data_dir=str(root), split_file=str(tmp_path / "typo.json"))
+    with pytest.raises(UserError, match=r"typo.json: not found"):
+        make_source(config).examples("val")  # never a silently seeded split instead
