@@ -153,7 +153,9 @@ def split_names(source, split: str) -> list[str]:
 def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """``(id, image uint8 [H, W, 3], label uint8 [H, W])`` at the original size, in order."""
     for name in split_names(source, split):
-        yield from zip(source.ids(name), *zip(*source.dataset(name).as_numpy_iterator()))
+        for image_id, (image, label) in zip(source.ids(name), source.dataset(name).as_numpy_iterator(),
+                                            strict=True):
+            yield image_id, image, label
 
 
 def score_model(predict: Callable, source, split: str, progress: bool = True) -> dict:

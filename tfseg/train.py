@@ -140,18 +140,16 @@ def train(config: RunConfig, verbose: int = 2, callbacks=()) -> Path:
     ``callbacks`` are extra Keras callbacks, run after tfseg's own.
     """
     check_options(config.model.name, config.model.options)
-    source, split_record = make_source(config.data), None
+    # A seeded split is frozen in the run directory: every later evaluation of this run,
+    # and its resumption, use the very same split, from any directory.
     run_split_file = Path(config.run_dir).resolve() / SPLIT_FILE
+    if not config.data.split_file and run_split_file.is_file():  # resuming
+        config.data.split_file = str(run_split_file)
+    source, split_record = make_source(config.data), None
     if not config.data.split_file:
-        # A seeded split is frozen in the run directory: every later evaluation of this
-        # run, and its resumption, use the very same split, from any directory.
-        if run_split_file.is_file():  # resuming: the split the run started with
+        split_record = source.split_record()
+        if split_record is not None:
             config.data.split_file = str(run_split_file)
-            source = make_source(config.data)
-        else:
-            split_record = source.split_record()
-            if split_record is not None:
-                config.data.split_file = str(run_split_file)
     run_dir, resuming = prepare_run_dir(config)
     if split_record is not None:
         write_split_record(split_record, run_split_file)
