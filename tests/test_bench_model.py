@@ -206,6 +206,7 @@ def _fake_result(device: str) -> dict:
                  "fraction_of_peak": None, "keras_over_this": None})
     return {"benchmark": "tfseg model",
             "environment": {"device": device, "platform": "gpu", "keras": "3.15.1", "jax": "0.10.2",
+                            "torch_error": None,
                             "jaxlib": "0.10.2", "torch": {"torch": "2.13.0", "device": device,
                                                           "cuda": "12.8", "cudnn": 91000}},
             "settings": {"precision": "mixed_bfloat16", "rounds": 3, "steps": 10, "warmup": 3},
@@ -281,3 +282,25 @@ def test_torch_reference_trains_and_infers_in_its_worker():
             bad.prepare(0)
     finally:
         worker.close()
+
+
+@pytest.mark.slow
+@needs_jax
+def test_gpu_script_quick_smoke_run(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable)
+    env.pop("KERAS_BACKEND", None)
+    done = subprocess.run(["bash", os.path.join(REPO, "scripts", "bench_gpu.sh"), "--quick", "--out",
+                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    merged = json.loads((tmp_path / "bench_model.json").read_text())
+    cases = [case for run in merged["runs"] for case in run["cases"]]
+    assert [(c["model"], c["task"]) for c in cases] == [("unet", "train"), ("unet", "inference"),
+                                                        ("fcn8_vgg16", "train")]
+    expected = ["keras_jax"] + (["torch_compile", "torch_eager"]
+                                if importlib.util.find_spec("torch") else [])
+    for case in cases[:2]:
+        assert [row["candidate"] for row in case["rows"]] == expected
+    for case in cases:
+        assert all(row["status"] == "ok" and row["images_per_s"] > 0 for row in case["rows"])
+    table = (tmp_path / "bench_model.md").read_text()
+    assert "| 2 | fcn8_vgg16 | 32x64x3 | train | 2 | keras_jax |" in table

@@ -36,7 +36,9 @@ def _run_header(index: int, run: dict) -> list[str]:
         line += (f"; {peak['dtype']} matmul peak measured here: {peak['tflops']:.4g} TFLOP/s "
                  f"({peak['size']}^3)")
     lines = [line + "."]
-    if e.get("torch"):
+    if e["torch_error"]:
+        lines.append(f"PyTorch reference unavailable: {e['torch_error']}")
+    if e["torch"]:
         t = e["torch"]
         cuda = f" (CUDA {t['cuda']}, cuDNN {t['cudnn']})" if t["cuda"] else ""
         lines.append(f"PyTorch reference: torch {t['torch']} on {t['device']}{cuda}, autocast to the "

@@ -34,7 +34,8 @@ import sys
 import time
 
 from tfseg.bench.model_report import load, markdown, merge
-from tfseg.bench.rounds import round_ratios, run_rounds
+from tfseg.bench.remote import RemoteCandidate, Worker, WorkerError
+from tfseg.bench.rounds import error_text, round_ratios, run_rounds
 from tfseg.bench.stats import step_summary
 from tfseg.errors import UserError
 
@@ -84,7 +85,7 @@ def _environment() -> dict:
             "jaxlib": jaxlib.__version__, "python": platform.python_version(), "xla": True,
             "xla_flags": os.environ.get("XLA_FLAGS"),
             "jax_memory_fraction": os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION"),
-            "host": host, "torch": None}
+            "host": host, "torch": None, "torch_error": None}
 
 
 def _row(name: str, row: dict, images: int, tflop_per_step: float | None,
@@ -157,8 +158,6 @@ def bench_model(models=("unet",), height: int = 576, width: int = 576, channels:
 
     worker = None
     if reference and any(m in TORCH_MODELS for m in models):
-        from tfseg.bench.remote import Worker
-
         worker = Worker("tfseg.bench.torch_reference")  # imports torch while JAX starts
     try:
         environment = _environment()
@@ -169,8 +168,14 @@ def bench_model(models=("unet",), height: int = 576, width: int = 576, channels:
             peak = matmul_peak(peak_size)
             log(f"bf16 matmul peak: {peak['tflops']:.4g} TFLOP/s")
         if worker is not None:
-            environment["torch"] = worker.call("describe")
-            log(f"torch {environment['torch']['torch']} on {environment['torch']['device']}")
+            try:
+                environment["torch"] = worker.call("describe")
+                log(f"torch {environment['torch']['torch']} on {environment['torch']['device']}")
+            except WorkerError as err:  # torch cannot start here: Keras is measured alone
+                environment["torch_error"] = error_text(err)
+                log(f"PyTorch reference unavailable: {environment['torch_error']}")
+                worker.close()
+                worker = None
         cases = []
         for name in models:
             for task in tasks:
@@ -197,7 +202,6 @@ def _bench_case(name, task, images, height, width, num_classes, options, precisi
                 rounds, warmup, learning_rate, seed, worker, torch_modes, peak, log) -> dict:
     """One model and task: the Keras candidate, and the torch ones where they apply."""
     from tfseg.bench.jax_steps import KerasCandidate
-    from tfseg.bench.remote import RemoteCandidate
 
     keras_candidate = KerasCandidate(task, name, num_classes, options, precision, images,
                                      height, width, learning_rate, seed)

@@ -43,8 +43,11 @@ class Worker:
         """Sends one request and returns the answer's fields; raises :class:`WorkerError`."""
         if self.process.poll() is not None:
             raise WorkerError(f"{self.module} exited with status {self.process.returncode}")
-        self.process.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(json.dumps({"cmd": cmd, **fields}) + "\n")
+            self.process.stdin.flush()
+        except OSError as err:  # it died before reading: a broken pipe
+            raise WorkerError(f"{self.module} exited with status {self.process.wait()}") from err
         line = self.process.stdout.readline()
         if not line:
             raise WorkerError(f"{self.module} exited with status {self.process.wait()} "
