@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from tfseg.bench import model_report
-from tfseg.bench.model_step import _row, use_jax_backend
+from tfseg.bench.model_step import summarize_row, use_jax_backend
 from tfseg.bench.rounds import round_ratios, run_rounds
 from tfseg.errors import UserError
 
@@ -186,12 +186,12 @@ def test_rounds_alternate_and_ratios_compare_within_rounds():
     assert round_ratios(keras_row["round_times"], flaky["round_times"])["rounds"] == pytest.approx([2.0])
     assert round_ratios(keras_row["round_times"], broken["round_times"]) is None
 
-    row = _row("fast", fast, images=8, tflop_per_step=0.1, peak_tflops=40.0,
+    row = summarize_row("fast", fast, images=8, tflop_per_step=0.1, peak_tflops=40.0,
                keras_rounds=keras_row["round_times"])
     assert row["images_per_s"] == pytest.approx(1600) and row["p50_ms"] == pytest.approx(5)
     assert row["tflops"] == pytest.approx(20) and row["fraction_of_peak"] == pytest.approx(0.5)
     assert row["keras_over_this"]["median"] == pytest.approx(0.5) and row["steps"] == 12
-    failed = _row("broken", broken, 8, 0.1, 40.0, keras_row["round_times"])
+    failed = summarize_row("broken", broken, 8, 0.1, 40.0, keras_row["round_times"])
     assert failed["images_per_s"] is None and failed["keras_over_this"] is None
 
 

@@ -88,9 +88,11 @@ def _environment() -> dict:
             "host": host, "torch": None, "torch_error": None}
 
 
-def _row(name: str, row: dict, images: int, tflop_per_step: float | None,
-         peak_tflops: float | None, keras_rounds: list | None) -> dict:
-    """A report row from a :func:`run_rounds` row: percentiles, throughput, TFLOP/s."""
+def summarize_row(name: str, row: dict, images: int, tflop_per_step: float | None,
+                  peak_tflops: float | None, keras_rounds: list | None) -> dict:
+    """A report row from a :func:`run_rounds` row: percentiles, throughput, TFLOP/s, and
+    the Keras candidate's speed over this one (``keras_rounds``: its round times; None
+    for the Keras row itself)."""
     times = [t for round_times in row["round_times"] for t in round_times]
     out = {"candidate": name, "status": row["status"], "error": row["error"],
            "params": row["info"].get("params"), "first_step_s": row["info"].get("first_step_s"),
@@ -230,7 +232,7 @@ def _bench_case(name, task, images, height, width, num_classes, options, precisi
             "input": [height, width, info.get("input_channels")],
             "num_classes": num_classes, "options": options, "params": info.get("params"),
             "gflops_forward": info.get("gflops_forward"), "tflop_per_step": tflop, "note": note,
-            "rows": [_row(row["name"], row, images, tflop, peak_tflops,
+            "rows": [summarize_row(row["name"], row, images, tflop, peak_tflops,
                           None if i == 0 else keras_rounds) for i, row in enumerate(rows)]}
 
 
