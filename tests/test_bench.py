@@ -10,6 +10,8 @@ import math
 import pytest
 
 from tfseg.bench import pipeline as bench
+from tfseg.bench.report import print_report
+from tfseg.bench.staging import stage_kitti_tree, staged_pairs
 
 ROWS = ("first_epoch", "uncached_steady", "cached")
 
@@ -59,13 +61,9 @@ def test_structure_and_all_numbers_positive(result):
     _assert_summary(out["tfseg_iterator_setup_s"], rounds=len(backends))  # one per backend and round
 
     assert sorted(out["ratios_vs_opencv"]) == sorted(r for r in expected if r != "opencv_loop")
-    for row, ratio in out["ratios_vs_opencv"].items():
+    for ratio in out["ratios_vs_opencv"].values():
         assert _positive(ratio["median"]) and all(_positive(v) for v in ratio["rounds"])
         assert _positive(ratio["cpu_time_ratio"]) and _positive(ratio["bound_on_idle_cores"])
-        assert ratio["target"] == (10.0 if row.endswith("_cached") else 1.5)
-        assert isinstance(ratio["met"], bool)
-    assert set(out["targets"]) == {"uncached_vs_opencv", "cached_vs_opencv"}
-    assert out["targets"]["uncached_vs_opencv"]["row"] == "tfseg_first_epoch"
 
 
 def test_candidates_compute_the_same_thing(result):
@@ -89,16 +87,15 @@ def test_clahe_one_core_section(result):
 
 def test_report_prints_every_row(result, capsys):
     out, _ = result
-    bench.print_report(out)
+    print_report(out)
     text = capsys.readouterr().out
     assert "OpenCV loop" in text and "first epoch" in text and "CLAHE on one core" in text
-    assert "target uncached_vs_opencv" in text
 
 
 def test_staged_tree_is_a_kitti_layout_of_the_requested_size(tmp_path):
-    root, origin = bench.stage_kitti_tree(tmp_path / "d", 3, synthetic=True, image_size=(20, 30))
+    root, origin = stage_kitti_tree(tmp_path / "d", 3, synthetic=True, image_size=(20, 30))
     assert "synthetic" in origin
-    pairs = bench._pairs(root)
+    pairs = staged_pairs(root)
     assert len(pairs) == 3
 
 

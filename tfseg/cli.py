@@ -132,12 +132,14 @@ def cmd_models(args) -> int:
     return 0
 
 
+BENCHMARKS = {"pipeline": "tfseg.bench.pipeline", "train": "tfseg.bench.train_step",
+              "model": "tfseg.bench.model_step"}
+
+
 def cmd_bench(args) -> int:
-    if args.which == "pipeline":
-        from tfseg.bench.pipeline import main as bench_main
-    else:
-        from tfseg.bench.train_step import main as bench_main
-    return bench_main(args.options)
+    import importlib
+
+    return importlib.import_module(BENCHMARKS[args.which]).main(args.options)
 
 
 def _data_config(args):
@@ -311,9 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--classes", type=int, default=21, help="number of classes (default 21)")
     models.set_defaults(func=cmd_models)
 
-    bench = commands.add_parser("bench", help="benchmarks: input pipeline vs OpenCV; train step by precision/XLA")
-    bench.add_argument("which", choices=("pipeline", "train"))
-    bench.add_argument("options", nargs=argparse.REMAINDER, help="see tfseg bench pipeline|train --help")
+    bench = commands.add_parser("bench", help="benchmarks: input pipeline vs OpenCV; train step by "
+                                              "precision/XLA; model steps on Keras/JAX (vs PyTorch)")
+    bench.add_argument("which", choices=tuple(BENCHMARKS))
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="see tfseg bench pipeline|train|model --help")
     bench.set_defaults(func=cmd_bench)
 
     _add_data_parsers(commands)

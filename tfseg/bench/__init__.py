@@ -1,6 +1,8 @@
-"""Benchmarks that print ratios measured side by side in one run (``tfseg bench ...``).
+"""Benchmarks that measure their candidates side by side in one run (``tfseg bench ...``).
 
 ``pipeline``: the tf.data input pipeline against a single-threaded OpenCV loop, and the
-TensorFlow CLAHE against OpenCV's. ``train_step``: one optimizer step per model in
-float32 / mixed_bfloat16, with and without XLA.
+TensorFlow CLAHE against OpenCV's (:mod:`.pipeline` orchestrates :mod:`.staging`,
+:mod:`.candidates`, :mod:`.reference`, :mod:`.clahe_core` and :mod:`.report`).
+``train``: one optimizer step per model in float32 / mixed_bfloat16, with and without XLA,
+on the installed Keras backend (:mod:`.train_step`).
 """
