@@ -103,6 +103,41 @@ class Conv2DTranspose(layers.Conv2DTranspose):
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
+class MaxPooling2D(layers.MaxPooling2D):
+    """``keras.layers.MaxPooling2D`` whose 2x2, stride-2 case is a reshape and a max.
+
+    Why: XLA differentiates a pooling window (``reduce_window``) with select-and-scatter,
+    a slow kernel on GPUs; the maximum over two axes of ``[B, H/2, 2, W/2, 2, C]`` is a
+    plain reduction whose gradient is an elementwise mask. It gives the same outputs for
+    "valid" and "same" padding (odd sizes: "valid" drops the last row or column, "same"
+    pads it with -inf) and the same gradients, except how a tie between equal maxima shares
+    it (among zeros after a ReLU, where the gradient is zero anyway). Measured on one
+    H200 (Keras on JAX, bf16), a 576x576 U-Net training step was 7 % faster. Other pool
+    sizes, strides and ``channels_first`` run the parent's computation. The class keeps
+    the parent's name like :class:`Conv2DTranspose` (registered as ``tfseg>MaxPooling2D``).
+    """
+
+    def _reshaped(self) -> bool:
+        return (tuple(self.pool_size) == (2, 2) and tuple(self.strides) == (2, 2)
+                and self.data_format == "channels_last")
+
+    def call(self, inputs):
+        if not self._reshaped():
+            return super().call(inputs)
+        shape = ops.shape(inputs)
+        height, width = shape[1], shape[2]
+        if self.padding == "same":
+            x = ops.pad(inputs, [[0, 0], [0, height % 2], [0, width % 2], [0, 0]],
+                        constant_values=float("-inf"))
+            out_height, out_width = (height + 1) // 2, (width + 1) // 2
+        else:
+            out_height, out_width = height // 2, width // 2
+            x = inputs[:, :2 * out_height, :2 * out_width, :]
+        x = ops.reshape(x, (shape[0], out_height, 2, out_width, 2, inputs.shape[-1]))
+        return ops.max(x, axis=(2, 4))
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
 class BilinearUpsampling(keras.initializers.Initializer):
     """Initialises a ``Conv2DTranspose`` kernel to bilinear upsampling, channel by channel.
 

@@ -23,6 +23,7 @@ import keras
 from keras import layers
 
 from tfseg.errors import UserError
+from tfseg.models.custom_layers import MaxPooling2D
 
 # (filters, convolutions) of VGG16's five blocks.
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
@@ -59,7 +60,7 @@ def vgg16_features(x, width_multiplier: float = 1.0, first_padding: str = "same"
             features[name] = x
         # 'same' pooling is Caffe's ceil mode on odd sizes (FCN's pad-100 alignment needs it
         # for inputs under 26 pixels); on even sizes it equals keras.applications' 'valid'.
-        x = layers.MaxPooling2D(2, strides=2, padding="same", name=f"block{block}_pool")(x)
+        x = MaxPooling2D(2, strides=2, padding="same", name=f"block{block}_pool")(x)
         features[f"block{block}_pool"] = x
     return features
 

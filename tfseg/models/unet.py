@@ -19,7 +19,7 @@ import keras
 from keras import layers
 
 from tfseg.models.blocks import classifier, conv_block
-from tfseg.models.custom_layers import Conv2DTranspose
+from tfseg.models.custom_layers import Conv2DTranspose, MaxPooling2D
 from tfseg.models.encoders import (RESNET50_FEATURES, VGG16_CONV_LAYERS, finish_encoder,
                                    resnet50_features, vgg16_features)
 
@@ -58,7 +58,7 @@ def unet(
     for level in range(depth):
         x = conv_block(x, base_filters * 2**level, name=f"down{level}", **block)
         skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"down{level}_pool")(x)
+        x = MaxPooling2D(2, name=f"down{level}_pool")(x)
 
     x = conv_block(x, base_filters * 2**depth, name="bottom", **block)
     if dropout:

@@ -1,5 +1,5 @@
-"""The sub-pixel transposed convolution: the same operator as keras.layers.Conv2DTranspose,
-with the same weights, computed in a form XLA lowers to fast kernels."""
+"""tfseg's Conv2DTranspose (sub-pixel) and MaxPooling2D (reshape + max): the same operators
+as Keras' layers, with the same weights, computed in forms XLA lowers to fast kernels."""
 
 import importlib.util
 import os
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tfseg.models import build_model
-from tfseg.models.custom_layers import Conv2DTranspose
+from tfseg.models.custom_layers import Conv2DTranspose, MaxPooling2D
 
 CASES = [  # (kernel, strides, padding): the U-Net's, FCN's learned 2x and final 8x, others
     (2, 2, "same"), (2, 2, "valid"), (4, 2, "same"), (4, 2, "valid"), (16, 8, "same"),
@@ -105,6 +105,40 @@ def test_equals_conv2d_transpose_on_jax():
         "    a.set_weights([np.random.default_rng(1).normal(size=w.shape).astype('float32') for w in a.get_weights()])\n"
         "    b.set_weights(a.get_weights())\n"
         "    np.testing.assert_allclose(np.asarray(b(x)), np.asarray(a(x)), rtol=1e-4, atol=1e-4)\n"
+        "from tfseg.models.custom_layers import MaxPooling2D\n"
+        "for padding in ('valid', 'same'):\n"
+        "    x = np.random.default_rng(2).normal(size=(2, 9, 11, 3)).astype('float32')\n"
+        "    np.testing.assert_array_equal(np.asarray(MaxPooling2D(2, padding=padding)(x)),\n"
+        "                                  np.asarray(keras.layers.MaxPooling2D(2, padding=padding)(x)))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("size", [(8, 12), (9, 11), (3, 2)])
+def test_max_pooling_equals_keras(padding, size):
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(6).normal(size=(2, *size, 3)).astype("float32"))
+    reference = keras.layers.MaxPooling2D(2, padding=padding)
+    fast = MaxPooling2D(2, padding=padding)
+    grads = []
+    for layer in (reference, fast):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(tf.sin(y))
+        grads.append((y.numpy(), tape.gradient(loss, x).numpy()))
+    (y_ref, g_ref), (y_fast, g_fast) = grads
+    assert y_fast.shape == y_ref.shape
+    np.testing.assert_array_equal(y_fast, y_ref)
+    np.testing.assert_allclose(g_fast, g_ref, rtol=1e-6, atol=1e-6)  # no ties in random data
+    compiled = tf.function(fast, jit_compile=True)
+    np.testing.assert_array_equal(compiled(x).numpy(), y_ref)
+
+
+def test_other_pools_fall_back_to_the_parent():
+    x = np.random.default_rng(7).normal(size=(1, 9, 9, 2)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(MaxPooling2D(3, strides=2)(x)),
+                                  np.asarray(keras.layers.MaxPooling2D(3, strides=2)(x)))
