@@ -25,6 +25,7 @@ import tensorflow as tf
 from tfseg.artifacts import METADATA_FILE
 from tfseg.config import DataConfig, RunConfig
 from tfseg.errors import UserError
+from tfseg.fileio import publish_mode
 from tfseg.inference import float32_model, make_inference_fn, make_network_input_fn
 from tfseg.models import model_stride
 
@@ -61,6 +62,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
                     **(extra or {})}
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+        publish_mode(staging)
         staging.rename(path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)  # our own temporary directory only

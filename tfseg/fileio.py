@@ -1,4 +1,10 @@
-"""Writing outputs atomically: a reader sees the old file or the new one, never half of one."""
+"""Writing outputs atomically: a reader sees the old file or the new one, never half of one.
+
+Temporary files and folders are created private (mode 0600 / 0700); before they are
+renamed into place they get the permissions a plain ``open()`` or ``mkdir()`` would have
+given them under the process's umask, so that colleagues, services and containers running
+as other users can read what tfseg writes.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,26 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux), else by setting it back."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish_mode(path: str | os.PathLike) -> None:
+    """Gives a file or folder the mode a normal write would have: 0666 or 0777, less the umask."""
+    base = 0o777 if os.path.isdir(path) else 0o666
+    os.chmod(path, base & ~current_umask())
 
 
 @contextlib.contextmanager
@@ -22,6 +48,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        publish_mode(tmp)
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
