@@ -216,22 +216,21 @@ def read_prediction(path: Path, num_classes: int, form: str, shape) -> tuple[np.
     if all are below the number of classes, binary if they are 0 and 255, else (two
     classes) a probability map.
     """
-    from tfseg.data.files import read_indices
+    from tfseg.data.files import open_image, read_bytes
 
     try:
-        values = read_indices(str(path))
+        image = open_image(read_bytes(str(path)), str(path))
     except UserError as err:
         raise UserError(f"prediction {err}") from None
+    if image.mode not in ("P", "L"):
+        raise UserError(f"prediction {path}: a {image.mode} image; expected a palette (P) or grey (L) PNG")
+    values = np.asarray(image, dtype=np.uint8)
     if values.shape != tuple(shape):
         raise UserError(f"prediction {path}: is {values.shape[0]}x{values.shape[1]} but its ground "
                         f"truth is {shape[0]}x{shape[1]}")
     if form == "auto":
-        from PIL import Image
-
-        with Image.open(path) as image:
-            palette = image.mode == "P"
         present = np.unique(values)
-        if palette or present.max() < num_classes:
+        if image.mode == "P" or present.max() < num_classes:
             form = "index"
         elif num_classes == 2 and set(present.tolist()) <= {0, 255}:
             form = "binary"
