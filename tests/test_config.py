@@ -115,3 +115,11 @@ def test_cpu_bf16_flag_detection(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f\n")
     assert not cpu_has_bf16(info)
     assert not cpu_has_bf16(tmp_path / "missing")
+
+
+def test_cpu_bf16_is_measured_not_assumed():
+    from tfseg.runtime import cpu_bf16_speedup
+
+    speedup = cpu_bf16_speedup()
+    assert 0.05 < speedup < 20.0
+    assert cpu_bf16_speedup() is speedup  # measured once per process
