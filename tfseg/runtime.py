@@ -48,7 +48,7 @@ def cpu_has_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
 @functools.cache
 def cpu_bf16_speedup(rounds: int = 3, repeats: int = 3) -> float:
     """float32 time / bfloat16 time of a 3x3 convolution (64 -> 64 channels, 96x320) on
-    this CPU, the best of ``rounds``; about a quarter of a second, once per process.
+    this CPU, the best of ``rounds``; about a third of a second, once per process.
 
     Why measure: the flags promise bfloat16 instructions, not speed. oneDNN is fast with
     AMX, but a virtual machine with AVX512_BF16 alone ran this convolution in bfloat16 at
