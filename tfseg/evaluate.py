@@ -181,8 +181,7 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
     import tensorflow as tf
 
     from tfseg.data.sources import make_source
-    from tfseg.export import SERVING_INPUT
-    from tfseg.inference import float32_model, make_inference_fn
+    from tfseg.inference import SERVING_INPUT, float32_model, make_inference_fn
     from tfseg.models import model_stride
     from tfseg.runs import load_run
 

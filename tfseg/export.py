@@ -20,17 +20,13 @@ import tempfile
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
 from tfseg.artifacts import METADATA_FILE
 from tfseg.config import DataConfig, RunConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
-from tfseg.inference import float32_model, make_inference_fn, make_network_input_fn
+from tfseg.inference import SERVING_INPUT, float32_model, make_inference_fn, make_network_input_fn
 from tfseg.models import model_stride
-
-SERVING_INPUT = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
-
 
 def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
                        data_config: DataConfig, stride: int, class_names, palette,

@@ -19,6 +19,9 @@ from tfseg.config import DataConfig, ModelConfig
 from tfseg.data.preprocess import network_input
 from tfseg.models import build_model
 
+# What the inference path takes: a batch of uint8 RGB images of any one size.
+SERVING_INPUT = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+
 
 def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:
     """Pads ``[N, H, W, C]`` at the bottom and right so that H and W are multiples of ``stride``.
