@@ -80,6 +80,14 @@ def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> None
     plt.close(fig)
 
 
+def _compact(count: float) -> str:
+    """1466970 -> "1.47M", 93852 -> "93.9k": pixel counts that fit a heat-map cell."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= size:
+            return f"{count / size:.3g}{suffix}"
+    return str(int(count))
+
+
 def save_confusion_matrix(matrix: np.ndarray, class_names, path: str | os.PathLike) -> None:
     """The confusion matrix ``[C, C]`` (rows: truth, columns: prediction) as a heat map of
     each row's fractions, with the pixel counts written in the cells when they fit."""
@@ -99,7 +107,7 @@ def save_confusion_matrix(matrix: np.ndarray, class_names, path: str | os.PathLi
     ax.set_ylabel("ground truth")
     if size <= 8:
         for (row, column), count in np.ndenumerate(matrix):
-            ax.text(column, row, f"{fractions[row, column]:.3f}\n{int(count):,}", ha="center", va="center",
+            ax.text(column, row, f"{fractions[row, column]:.3f}\n{_compact(count)}", ha="center", va="center",
                     fontsize=7, color="white" if fractions[row, column] > 0.5 else "black")
     fig.colorbar(shown, ax=ax, fraction=0.046, label="fraction of the row")
     fig.tight_layout()
