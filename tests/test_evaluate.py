@@ -21,7 +21,7 @@ from tfseg.export import export_run
 from tfseg.models import build_model
 from tfseg.predict import predict_folder, write_mask
 
-from data_fixtures import make_kitti
+from data_fixtures import VOC_SAMPLE, make_kitti
 
 SIZES = {"um_000001": (21, 33), "um_000002": (20, 31), "umm_000003": (23, 35),
          "umm_000004": (21, 33), "uu_000005": (19, 30), "uu_000006": (22, 34)}
@@ -272,3 +272,28 @@ def test_float32_export_of_a_mixed_precision_model(run_dir, tmp_path):
     np.testing.assert_allclose(served_probabilities, expected, atol=1e-5)
     bf16 = tf.nn.softmax(mixed.predict(network_input, verbose=0)).numpy()
     assert np.abs(bf16 - expected).max() > 1e-4  # the check could tell them apart
+
+
+@pytest.mark.skipif(not VOC_SAMPLE.is_dir(), reason="real sample data (shared/data) not found")
+def test_voc_palette_predictions_on_the_real_sample(tmp_path):
+    """21 classes, real palette PNGs and JPEG photos: predictions made from the ground truth
+    with its borders filled and a block painted over, scored like the VOC protocol."""
+    from tfseg.data.sources import make_source
+    from tfseg.data.labels import voc_palette
+
+    data = load_config("voc_unet", [f"data.data_dir={VOC_SAMPLE}", "data.source=voc2012"]).data
+    source = make_source(data)
+    pairs = []
+    for split in ("train", "val"):
+        for example in source.examples(split):
+            label = source.read_label(example)
+            predicted = np.where(label == VOID, 0, label).astype(np.uint8)
+            predicted[10:60, 20:120] = 15  # "person" painted where it may not be
+            write_mask(tmp_path / "pred" / f"{example.id}.png", predicted, voc_palette(21))
+            pairs.append((label, predicted))
+    result = evaluate_predictions(tmp_path / "pred", data, "all", progress=False)
+    expected = set_counting_scores(pairs, 21)
+    assert result["num_images"] == 5
+    assert result["miou"] == pytest.approx(expected["miou"], abs=1e-12)
+    assert result["pixel_accuracy"] == pytest.approx(expected["pixel_accuracy"], abs=1e-12)
+    assert "max_f" not in result and result["per_class_iou"]["person"] is not None
