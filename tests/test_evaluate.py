@@ -297,3 +297,25 @@ def test_voc_palette_predictions_on_the_real_sample(tmp_path):
     assert result["miou"] == pytest.approx(expected["miou"], abs=1e-12)
     assert result["pixel_accuracy"] == pytest.approx(expected["pixel_accuracy"], abs=1e-12)
     assert "max_f" not in result and result["per_class_iou"]["person"] is not None
+
+
+def test_undecodable_ground_truth_is_one_line(exported, tmp_path, capsys):
+    from data_fixtures import save_png
+
+    root = make_kitti(tmp_path / "data_road", {"um_000001": (21, 33), "um_000002": (20, 31),
+                                               "umm_000003": (23, 35)}, test_ids=())
+    image = root / "training" / "image_2" / "um_000002.png"
+    image.write_bytes(image.read_bytes()[:200])  # truncated
+    for argv_extra, message in ((["--split", "all"], "kitti_road image um_000002 (trainval split): Invalid PNG"),):
+        code = main(["evaluate", "--model", str(exported), "--dataset", "kitti_road", "--data-dir", str(root),
+                     *argv_extra])
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tfseg:")]
+        assert code == 2 and len(errors) == 1 and message in errors[0], errors
+    image.unlink()
+    (root / "training" / "gt_image_2" / "um_road_000002.png").unlink()
+    save_png(root / "training" / "gt_image_2" / "umm_road_000003.png", np.zeros((5, 5, 3), np.uint8))
+    code = main(["evaluate", "--model", str(exported), "--dataset", "kitti_road", "--data-dir", str(root),
+                 "--split", "all"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("tfseg:")]
+    assert code == 2 and len(errors) == 1
+    assert "umm_road_000003.png: mask is 5x5 but its image is 23x35" in errors[0], errors

@@ -130,7 +130,7 @@ def test_missing_ground_truth_and_size_mismatch_are_errors(tmp_path):
     bad = source.examples("trainval")[1]
     with pytest.raises(UserError, match="mask is 21x30 but its image .* is 20x30"):
         source.load(bad)
-    with pytest.raises(Exception, match="ground truth is"):
+    with pytest.raises(Exception, match="mask is 21x30 but its image is 20x30"):
         list(source.dataset("trainval").as_numpy_iterator())
 
 

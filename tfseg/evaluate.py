@@ -151,11 +151,29 @@ def split_names(source, split: str) -> list[str]:
 
 
 def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """``(id, image uint8 [H, W, 3], label uint8 [H, W])`` at the original size, in order."""
+    """``(id, image uint8 [H, W, 3], label uint8 [H, W])`` at the original size, in order.
+
+    An image or label that cannot be decoded, or a label of another size than its image,
+    is a :class:`UserError` naming the example, not a TensorFlow traceback.
+    """
+    import tensorflow as tf
+
     for name in split_names(source, split):
-        for image_id, (image, label) in zip(source.ids(name), source.dataset(name).as_numpy_iterator(),
-                                            strict=True):
+        decoded = source.dataset(name).as_numpy_iterator()
+        for image_id in source.ids(name):
+            try:
+                image, label = next(decoded)
+            except tf.errors.OpError as err:
+                raise UserError(f"{source.name} image {image_id} ({name} split): {_reason(err)}; "
+                                "`tfseg data check` lists every bad file") from None
             yield image_id, image, label
+
+
+def _reason(err) -> str:
+    """What went wrong in a tf.data error, without the pipeline's own trace around it."""
+    first = err.message.strip().splitlines()[0]
+    match = re.search(r"Iterator::[\w:]+: (.*)", first)
+    return (match[1] if match else first).removeprefix("assertion failed: ").strip("[] ")
 
 
 def score_model(predict: Callable, source, split: str, progress: bool = True) -> dict:

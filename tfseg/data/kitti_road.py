@@ -237,7 +237,9 @@ class KittiRoadSource(FileSource):
         rgb = tf.io.decode_png(read(label_path), channels=3)
         label = decode_ground_truth_tf(rgb)
         same_size = tf.reduce_all(tf.equal(tf.shape(label), tf.shape(image)[:2]))
-        check = tf.debugging.Assert(same_size, [label_path, "ground truth is", tf.shape(label),
-                                                "but its image is", tf.shape(image)[:2]])
+        sizes = [tf.strings.as_string(n) for n in (*tf.unstack(tf.shape(label)), *tf.unstack(tf.shape(image)[:2]))]
+        message = tf.strings.join([label_path, ": mask is ", sizes[0], "x", sizes[1], " but its image is ",
+                                   sizes[2], "x", sizes[3]])
+        check = tf.debugging.Assert(same_size, [message])
         with tf.control_dependencies([check]):
             return tf.identity(label)
