@@ -1,6 +1,8 @@
 """The GPU default path on CPU: tfseg's training compile (loss + streaming metrics) under XLA
 and every mixed-precision policy, with the metrics checked against NumPy."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -63,3 +65,40 @@ def test_batch_confusion_matrix_ignores_void_and_unknown_labels():
     labels = np.array([[[0, 1, VOID, 7]]], np.uint8)
     logits = np.eye(2, dtype=np.float32)[[[[1, 1, 0, 0]]]]
     assert np.asarray(batch_confusion_matrix(labels, logits, 2)).tolist() == [[0, 1], [0, 1]]
+
+
+def test_metrics_are_summed_across_replicas(tmp_path):
+    """Under MirroredStrategy over two (logical CPU) devices each replica counts half of every
+    batch; the reported scores must be those of the whole batches."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        import json, numpy as np
+        from tfseg.config import load_config
+        from tfseg.metrics import confusion_matrix, scores
+        from tfseg.models import build_model
+        from tfseg.train import compile_model
+        rng = np.random.default_rng(0)
+        images = rng.uniform(0, 1, (8, 24, 40, 3)).astype("float32")
+        labels = rng.integers(0, 3, (8, 24, 40)).astype("uint8")
+        labels[rng.random(labels.shape) < 0.15] = 255
+        strategy = tf.distribute.MirroredStrategy()
+        with strategy.scope():
+            model = build_model("unet", 3, depth=2, base_filters=4)
+            compile_model(model, load_config("demo_unet", ["run_dir={tmp_path}"]), 3, total_steps=1)
+        got = model.evaluate(images, labels, batch_size=4, verbose=0, return_dict=True)
+        expected = scores(confusion_matrix(labels, model.predict(images, batch_size=4, verbose=0).argmax(-1), 3))
+        print(json.dumps([strategy.num_replicas_in_sync, got["miou"], expected["miou"],
+                          got["pixel_accuracy"], expected["pixel_accuracy"]]))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    replicas, miou, expected_miou, accuracy, expected_accuracy = json.loads(result.stdout.strip().splitlines()[-1])
+    assert replicas == 2
+    assert miou == pytest.approx(expected_miou, abs=1e-6)
+    assert accuracy == pytest.approx(expected_accuracy, abs=1e-6)
