@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from tfseg.bench.batches import random_batch
+from tfseg.bench.rounds import timed_steps
 from tfseg.losses import MaskedSparseCrossEntropy
 from tfseg.models import build_model
 from tfseg.models.cost import model_cost
@@ -146,11 +147,8 @@ class KerasCandidate:
                           [v.value for v in model.non_trainable_variables])
             self.function = inference_function(model)
         build_s = time.perf_counter() - start
-        start = time.perf_counter()
-        out = self.step()
-        first_step_s = time.perf_counter() - start
-        for _ in range(warmup):
-            out = self.step()
+        times, out = timed_steps(self.step, 1 + warmup)
+        first_step_s = times[0]
         self.check(out)
         return {"params": int(cost.params), "gflops_forward": cost.gflops, "input_channels": channels,
                 "build_s": build_s, "first_step_s": first_step_s}
@@ -164,11 +162,7 @@ class KerasCandidate:
 
     def run(self, steps: int) -> list[float]:
         """Seconds of each of ``steps`` steps."""
-        times, out = [], None
-        for _ in range(steps):
-            start = time.perf_counter()
-            out = self.step()
-            times.append(time.perf_counter() - start)
+        times, out = timed_steps(self.step, steps)
         self.check(out)
         return times
 

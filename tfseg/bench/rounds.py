@@ -15,6 +15,17 @@ import traceback
 from typing import Callable
 
 
+def timed_steps(step: Callable[[], object], steps: int) -> tuple[list[float], object]:
+    """Seconds of each of ``steps`` calls of ``step`` (which must wait for its own work to
+    finish), and the last call's result."""
+    times, out = [], None
+    for _ in range(steps):
+        start = time.perf_counter()
+        out = step()
+        times.append(time.perf_counter() - start)
+    return times, out
+
+
 def error_text(err: BaseException, limit: int = 800) -> str:
     """One line naming the exception, shortened: XLA and Inductor errors span pages."""
     text = " ".join(f"{type(err).__name__}: {err}".split())

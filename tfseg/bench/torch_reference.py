@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tfseg.bench.batches import VOID, random_batch
+from tfseg.bench.rounds import timed_steps
 
 # Keras' defaults, where PyTorch's differ.
 KERAS_BN_EPSILON, KERAS_BN_MOMENTUM = 1e-3, 0.01  # Keras momentum 0.99 = torch 1 - 0.99
@@ -201,11 +202,8 @@ class TorchCandidate:
 
         self.step_fn = step
         build_s = time.perf_counter() - start
-        start = time.perf_counter()
-        out = self.step()
-        first_step_s = time.perf_counter() - start
-        for _ in range(warmup):
-            out = self.step()
+        times, out = timed_steps(self.step, 1 + warmup)
+        first_step_s = times[0]
         self.check(out)
         return {"params": count_params(model), "build_s": build_s, "first_step_s": first_step_s,
                 **describe()}
@@ -216,11 +214,7 @@ class TorchCandidate:
         return out
 
     def run(self, steps: int) -> list[float]:
-        times, out = [], None
-        for _ in range(steps):
-            start = time.perf_counter()
-            out = self.step()
-            times.append(time.perf_counter() - start)
+        times, out = timed_steps(self.step, steps)
         self.check(out)
         return times
 
