@@ -153,14 +153,15 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
             summary.failed.append((path, str(err)))
             tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
             continue
-        outputs = model.predict(image[np.newaxis])
-        classes = outputs["classes"][0]
+        # One call; the probabilities are only copied out when they are written.
+        outputs = model.serve(image[np.newaxis])
+        classes = outputs["classes"].numpy()[0]
         mask_path, overlay_path, *probability_path = targets[path]
         try:
             write_mask(mask_path, classes, model.palette)
             write_rgb(overlay_path, overlay(image, classes, model.palette))
             if probabilities:
-                write_probability(probability_path[0], outputs["probabilities"][0, ..., 1])
+                write_probability(probability_path[0], outputs["probabilities"][0, ..., 1].numpy())
         except OSError as err:
             raise UserError(f"output {mask_path.parent.parent}: cannot write ({err})") from None
         summary.written.append(mask_path)
