@@ -43,7 +43,8 @@ def test_run_directory_holds_everything(trained):
     for name in ("config.yaml", "labels.json", "history.csv", "curves.png", "model.keras",
                  "checkpoints/best.keras", "tensorboard"):
         assert (trained / name).exists(), name
-    assert not (trained / "backup").exists()  # removed once the run finished
+    # Step checkpoints serve resumption only: removed once the run finished.
+    assert sorted(p.name for p in (trained / "checkpoints").iterdir()) == ["best.keras"]
     with open(trained / "history.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["0", "1"]
@@ -59,18 +60,17 @@ def test_finished_run_is_never_overwritten(trained):
 def test_interrupted_training_resumes(tmp_path):
     config = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}", "train.epochs=3"])
 
-    class Interrupt(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch == 1:
-                raise KeyboardInterrupt
+    def interrupt(position):
+        if position.epoch == 2:  # the first step of the third epoch is done
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(config, verbose=0, callbacks=[Interrupt()])
-    assert (tmp_path / "run" / "backup").exists()
+        train(config, verbose=0, after_step=interrupt)
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint").exists()
     assert not (tmp_path / "run" / "model.keras").exists()
 
     changed = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}", "train.epochs=4"])
-    with pytest.raises(UserError, match="different configuration"):
+    with pytest.raises(UserError, match=r"other settings \(train.epochs\)"):
         train(changed, verbose=0)
 
     train(config, verbose=0)
@@ -172,7 +172,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(exported, tmp_path, capsys, argv, 
     assert not (tmp_path / "o").exists()
 
 
-def test_sigterm_stops_training_at_a_boundary_with_a_backup(tmp_path):
+def test_sigterm_stops_training_after_a_step_with_a_checkpoint(tmp_path):
     """What `docker stop` does: SIGTERM ends the run with status 130, its files consistent."""
     import os
     import signal
@@ -199,7 +199,7 @@ def test_sigterm_stops_training_at_a_boundary_with_a_backup(tmp_path):
             process.kill()
     assert process.returncode == 130, err[-2000:]
     assert "interrupted" in err
-    assert (run_dir / "backup").is_dir() and not (run_dir / "model.keras").exists()
+    assert (run_dir / "checkpoints" / "checkpoint").is_file() and not (run_dir / "model.keras").exists()
     assert os.path.exists(run_dir / "checkpoints" / "best.keras")
 
 

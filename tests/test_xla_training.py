@@ -6,12 +6,15 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tfseg.config import load_config
 from tfseg.data.labels import VOID
 from tfseg.metrics import batch_confusion_matrix, confusion_matrix, scores
+from tfseg.loop import Trainer
+from tfseg.losses import MaskedSparseCrossEntropy
 from tfseg.models import build_model
-from tfseg.train import compile_model
+from tfseg.train import make_optimizer
 
 NUM_CLASSES = 3
 
@@ -25,29 +28,40 @@ def _data(count=8, size=(24, 40)):
 
 
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
-def test_fit_with_xla_logs_the_numpy_metrics(policy, tmp_path):
+def test_xla_train_step_logs_the_numpy_metrics(policy, tmp_path):
+    """tfseg's train step, compiled with XLA, under each policy: it trains, and an epoch's
+    streaming metrics equal NumPy's scores of the logits each step saw."""
     config = load_config("demo_unet", [f"run_dir={tmp_path}", "train.jit_compile=on"])
     keras.mixed_precision.set_global_policy(policy)
-    model = build_model("unet", NUM_CLASSES, depth=2, base_filters=4)
-    compile_model(model, config, NUM_CLASSES, total_steps=2)
-    assert model.jit_compile
-    images, labels = _data()
-    before = [w.numpy().copy() for w in model.trainable_weights]
-    history = model.fit(images, labels, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+    try:
+        model = build_model("unet", NUM_CLASSES, depth=2, base_filters=4)
+        trainer = Trainer(model, make_optimizer(config, 2, policy), MaskedSparseCrossEntropy(), NUM_CLASSES,
+                          tf.distribute.get_strategy(), jit_compile=True)
+        images, labels = _data()
+        before = [w.numpy().copy() for w in model.trainable_weights]
+        # The reference logits, compiled the same way (bfloat16 roundings differ without XLA).
+        forward = tf.function(lambda x: model(x, training=False), jit_compile=True)
+        seen = []
+        for batch in (slice(0, 4), slice(4, 8)):
+            # Without batch norm or dropout the network computes the same in training and
+            # inference: these are the logits the step's metrics count.
+            seen.append(np.asarray(forward(images[batch]), np.float32).argmax(-1))
+            assert np.isfinite(float(trainer.train_step((images[batch], labels[batch]))))
+        assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
+        expected = scores(confusion_matrix(labels, np.concatenate(seen), NUM_CLASSES))
+        got = trainer.results()
+        assert got["miou"] == pytest.approx(expected["miou"], abs=1e-6)
+        assert got["pixel_accuracy"] == pytest.approx(expected["pixel_accuracy"], abs=1e-6)
 
-    # Frozen, and without batch norm or dropout, the network computes the same in training
-    # and inference, so an epoch's logged metrics must equal the scores of its predictions.
-    model.trainable = False
-    compile_model(model, config, NUM_CLASSES, total_steps=2)
-    history = model.fit(images, labels, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    logits = model.predict(images, batch_size=4, verbose=0)
-    expected = scores(confusion_matrix(labels, logits.argmax(-1), NUM_CLASSES))
-    assert history.history["miou"][0] == pytest.approx(expected["miou"], abs=1e-6)
-    assert history.history["pixel_accuracy"][0] == pytest.approx(expected["pixel_accuracy"], abs=1e-6)
-    evaluated = model.evaluate(images, labels, batch_size=4, verbose=0, return_dict=True)
-    assert evaluated["miou"] == pytest.approx(expected["miou"], abs=1e-6)
+        trainer.reset_metrics()
+        seen = []
+        for batch in (slice(0, 4), slice(4, 8)):
+            trainer.eval_step((images[batch], labels[batch]))
+            seen.append(np.asarray(forward(images[batch]), np.float32).argmax(-1))
+        expected = scores(confusion_matrix(labels, np.concatenate(seen), NUM_CLASSES))
+        assert trainer.results()["miou"] == pytest.approx(expected["miou"], abs=1e-6)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 def test_batch_confusion_matrix_is_exact_beyond_float32_counts():
@@ -78,11 +92,11 @@ def test_metrics_are_summed_across_replicas(tmp_path):
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        import json, numpy as np
-        from tfseg.config import load_config
+        import json, keras, numpy as np
         from tfseg.metrics import confusion_matrix, scores
+        from tfseg.loop import Trainer
+        from tfseg.losses import MaskedSparseCrossEntropy
         from tfseg.models import build_model
-        from tfseg.train import compile_model
         rng = np.random.default_rng(0)
         images = rng.uniform(0, 1, (8, 24, 40, 3)).astype("float32")
         labels = rng.integers(0, 3, (8, 24, 40)).astype("uint8")
@@ -90,8 +104,11 @@ def test_metrics_are_summed_across_replicas(tmp_path):
         strategy = tf.distribute.MirroredStrategy()
         with strategy.scope():
             model = build_model("unet", 3, depth=2, base_filters=4)
-            compile_model(model, load_config("demo_unet", ["run_dir={tmp_path}"]), 3, total_steps=1)
-        got = model.evaluate(images, labels, batch_size=4, verbose=0, return_dict=True)
+        trainer = Trainer(model, keras.optimizers.Adam(), MaskedSparseCrossEntropy(), 3, strategy, False)
+        batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
+        for batch in strategy.experimental_distribute_dataset(batches):
+            trainer.eval_step(batch)
+        got = trainer.results()
         expected = scores(confusion_matrix(labels, model.predict(images, batch_size=4, verbose=0).argmax(-1), 3))
         print(json.dumps([strategy.num_replicas_in_sync, got["miou"], expected["miou"],
                           got["pixel_accuracy"], expected["pixel_accuracy"]]))

@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfseg: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tfseg: interrupted; training resumes from its last finished epoch "
+        print("tfseg: interrupted; training resumes from its last checkpoint "
               "when the same command runs again", file=sys.stderr)
         return 130
     finally:

@@ -11,6 +11,7 @@ can always be reproduced from its own directory.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -164,9 +165,18 @@ class TrainConfig:
     seed: int = 0
     # 0 means one full pass over the training split per epoch.
     steps_per_epoch: int = 0
-    # "auto": MirroredStrategy over all GPUs when there are several; "mirrored": always
-    # (all GPUs, or the CPU); "none": the default strategy. batch_size is the global batch.
+    # "auto": MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else
+    # MirroredStrategy over all GPUs when there are several; "mirrored": always (all GPUs, or
+    # the CPU); "multi_worker": MultiWorkerMirroredStrategy (TF_CONFIG, see README); "none":
+    # the default strategy. batch_size is the global batch, split over all replicas.
     distribute: str = "auto"
+    # Multi-worker training stops with an error when a worker has not answered for this long.
+    worker_timeout_seconds: int = 300
+    # Checkpoints for resuming (tfseg.checkpoints) are written at each epoch end and every
+    # checkpoint_steps steps; 0 sets checkpoint_steps, from the first steps' speed, to about
+    # checkpoint_minutes of training.
+    checkpoint_steps: int = 0
+    checkpoint_minutes: float = 5.0
 
 
 @dataclass
@@ -192,7 +202,7 @@ CHOICES = {
     "data.preprocess.clahe_backend": ("tensorflow", "opencv"),
     "train.mixed_precision": ("auto", "on", "off", "float32", "mixed_float16", "mixed_bfloat16"),
     "train.jit_compile": ("auto", "on", "off"),
-    "train.distribute": ("auto", "mirrored", "none"),
+    "train.distribute": ("auto", "mirrored", "multi_worker", "none"),
     "data.folder.mask_format": ("index", "palette", "binary", "color"),
 }
 
@@ -261,13 +271,18 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif annotation is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # YAML reads .nan and .inf; Python float() nan, inf
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+            return number
     elif annotation is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -336,6 +351,8 @@ def validate(config: RunConfig) -> None:
         "train.epochs": config.train.epochs,
         "train.batch_size": config.train.batch_size,
         "train.learning_rate": config.train.learning_rate,
+        "train.checkpoint_minutes": config.train.checkpoint_minutes,
+        "train.worker_timeout_seconds": config.train.worker_timeout_seconds,
         "data.synthetic.height": config.data.synthetic.height,
         "data.synthetic.width": config.data.synthetic.width,
         "data.synthetic.num_train": config.data.synthetic.num_train,
@@ -360,8 +377,11 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("data.augment.scale_range: low must not exceed high")
     if not 0.0 <= config.data.augment.hue <= 0.5:
         raise ConfigError("data.augment.hue: must lie in [0, 0.5]")
-    if config.train.steps_per_epoch < 0:
-        raise ConfigError(f"train.steps_per_epoch: must be >= 0, got {config.train.steps_per_epoch}")
+    non_negative = {"train.steps_per_epoch": config.train.steps_per_epoch,
+                    "train.checkpoint_steps": config.train.checkpoint_steps}
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {value}")
     if config.data.kitti.val_count < 1:
         raise ConfigError(f"data.kitti.val_count: must be >= 1, got {config.data.kitti.val_count}")
     for key, value in {"data.kitti.val_fraction": config.data.kitti.val_fraction,

@@ -27,6 +27,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from tfseg.data.check import pipeline_error_reason
 from tfseg.errors import UserError
 from tfseg.metrics import confusion_matrix, scores
 
@@ -164,16 +165,9 @@ def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]
             try:
                 image, label = next(decoded)
             except tf.errors.OpError as err:
-                raise UserError(f"{source.name} image {image_id} ({name} split): {_reason(err)}; "
+                raise UserError(f"{source.name} image {image_id} ({name} split): {pipeline_error_reason(err)}; "
                                 "`tfseg data check` lists every bad file") from None
             yield image_id, image, label
-
-
-def _reason(err) -> str:
-    """What went wrong in a tf.data error, without the pipeline's own trace around it."""
-    first = err.message.strip().splitlines()[0]
-    match = re.search(r"Iterator::[\w:]+: (.*)", first)
-    return (match[1] if match else first).removeprefix("assertion failed: ").strip("[] ")
 
 
 def score_model(predict: Callable, source, split: str, progress: bool = True) -> dict:

@@ -1,10 +1,10 @@
 """Stopping training cleanly on Ctrl-C or ``docker stop``.
 
 A signal can arrive anywhere, for instance half-way through writing a checkpoint. During
-``model.fit`` the first SIGINT or SIGTERM is therefore only *noted*; the run stops at the
-next batch or epoch boundary, after every other callback has finished its work, by raising
-``KeyboardInterrupt`` there. The last finished epoch's backup is then complete and the
-same command resumes from it. A second signal stops at once.
+training the first SIGINT or SIGTERM is therefore only *noted*; the training loop stops
+after the step in progress, once it has written a checkpoint, by raising
+``KeyboardInterrupt``. The same command then resumes at that step. A second signal stops
+at once (the previous checkpoint is still whole: see :mod:`tfseg.checkpoints`).
 """
 
 from __future__ import annotations
@@ -14,23 +14,20 @@ import signal
 import sys
 import threading
 
-import keras
-
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class StopAtBoundary(keras.callbacks.Callback):
-    """Raises ``KeyboardInterrupt`` at the first boundary after a signal; must run last."""
+class StopRequest:
+    """``requested`` names the first signal received inside :meth:`handling_signals`."""
 
     def __init__(self):
-        super().__init__()
         self.requested: str | None = None
 
     def _note(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
         self.requested = signal.Signals(signum).name
-        print(f"\n{self.requested}: stopping at the end of this batch "
+        print(f"\n{self.requested}: stopping after this step, once it is checkpointed "
               "(send it again to stop at once)", file=sys.stderr, flush=True)
 
     @contextlib.contextmanager
@@ -45,9 +42,3 @@ class StopAtBoundary(keras.callbacks.Callback):
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-
-    def _stop_if_requested(self, *args, **kwargs):
-        if self.requested:
-            raise KeyboardInterrupt
-
-    on_train_batch_end = on_test_batch_end = on_epoch_end = _stop_if_requested

@@ -7,6 +7,8 @@ from what the machine has; :func:`describe` says what was chosen, for the run's 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import keras
 import tensorflow as tf
 
 from tfseg.config import TrainConfig
+from tfseg.errors import UserError
 
 # bfloat16 matrix units on x86 CPUs (Cooper Lake and later; Sapphire Rapids' AMX).
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -111,12 +114,50 @@ def resolve_jit_compile(config: TrainConfig) -> bool:
     return config.jit_compile == "on"
 
 
+def tf_config_workers(environ=os.environ) -> int:
+    """How many tasks (chief and workers) ``TF_CONFIG`` names; 0 without ``TF_CONFIG``."""
+    text = environ.get("TF_CONFIG")
+    if not text:
+        return 0
+    try:
+        cluster = json.loads(text)["cluster"]
+        return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise UserError(f"TF_CONFIG: not a JSON object with a \"cluster\" of workers: {text[:200]}") from None
+
+
 def make_strategy(config: TrainConfig) -> tf.distribute.Strategy:
-    """The ``tf.distribute`` strategy to build, compile and fit the model under."""
+    """The ``tf.distribute`` strategy to build the model and train under.
+
+    Call it first: a multi-worker strategy configures TensorFlow's runtime, which must not
+    have started yet.
+    """
+    workers = tf_config_workers()
+    if config.distribute == "multi_worker" or (config.distribute == "auto" and workers > 1):
+        if not workers:
+            raise UserError("train.distribute: multi_worker needs TF_CONFIG naming the cluster "
+                            "and this worker's task (see the README)")
+        # A lost worker must end the others' collective operations with an error rather
+        # than leave them waiting for ever.
+        options = tf.distribute.experimental.CommunicationOptions(
+            timeout_seconds=config.worker_timeout_seconds)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = tf.config.list_logical_devices("GPU")
     if config.distribute == "mirrored" or (config.distribute == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run directory: always, except for the non-chief
+    workers of a multi-worker strategy (the chief is task "chief", or else worker 0)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and \
+        "chief" not in resolver.cluster_spec().as_dict()
 
 
 def apply_precision(config: TrainConfig) -> str:

@@ -1,74 +1,54 @@
-"""Training with ``model.fit``: checkpoints, resume, CSV and TensorBoard logs, curves.
+"""``tfseg train``: a run directory, its data and model, and the training loop over them.
 
 A run directory holds everything about one run::
 
     run_dir/
-      config.yaml        the resolved configuration, written before training starts
+      config.yaml        the configuration, written before training starts
       labels.json        class names and display palette of the data source
-      backup/            Keras BackupAndRestore state while a run is unfinished (resume)
-      checkpoints/best.keras
-      history.csv  curves.png  tensorboard/
+      split.json         the seeded train/val split, where the source has one
+      checkpoints/       step checkpoints for resuming (tfseg.checkpoints) and best.keras
+      history.csv  curves.png  tensorboard/     (tfseg.history)
       model.keras        the best model, written when training finishes
+
+Running the same command again resumes an unfinished run at its last checkpoint; a run
+stopped before its first checkpoint starts again. Only the settings in :data:`RESUMABLE`
+may change on resumption (e.g. a lower learning rate after a divergence).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 import yaml
 
 from tfseg import config as config_lib
 from tfseg.artifacts import CONFIG_FILE, LABELS_FILE, MODEL_FILE, SPLIT_FILE
+from tfseg.checkpoints import Position, TrainingCheckpoints
 from tfseg.config import RunConfig
 from tfseg.data.pipeline import build_dataset
 from tfseg.data.sources import make_source
 from tfseg.data.splits import write_split_record
 from tfseg.errors import UserError
+from tfseg.data.check import pipeline_error
+from tfseg.data.pipeline import cached_examples
 from tfseg.fileio import atomic_path, write_text
-from tfseg.interrupts import StopAtBoundary
+from tfseg.history import History
+from tfseg.interrupts import StopRequest
+from tfseg.loop import InputError, LoopSettings, Trainer, run_loop
 from tfseg.losses import MaskedSparseCrossEntropy
 from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.models import build_model, check_options, model_stride
-from tfseg.runtime import apply_precision, describe, make_strategy, resolve_jit_compile
-from tfseg.viz import plot_curves
+from tfseg.runtime import apply_precision, describe, is_chief, make_strategy, resolve_jit_compile
 
-class BestCheckpoint(keras.callbacks.Callback):
-    """Saves the model whenever ``monitor`` improves, writing the file atomically."""
-
-    def __init__(self, path: Path, monitor: str = "val_miou", best: float = -math.inf):
-        super().__init__()
-        self.path, self.monitor, self.best = path, monitor, best
-
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and value > self.best:
-            self.best = float(value)
-            with atomic_path(self.path) as tmp:
-                self.model.save(tmp)
-
-
-class CurvesPlot(keras.callbacks.Callback):
-    """Redraws ``curves.png`` after every epoch, so an interrupted run still has its plot."""
-
-    def __init__(self, history_csv: Path, path: Path):
-        super().__init__()
-        self.history_csv, self.path = history_csv, path
-
-    def on_epoch_end(self, epoch, logs=None):
-        plot_curves(self.history_csv, self.path)
-
-
-def best_logged(history_csv: Path, key: str = "val_miou") -> float:
-    """The best value of ``key`` in a CSV history so far (-inf when there is none)."""
-    if not history_csv.exists():
-        return -math.inf
-    with open(history_csv, newline="") as f:
-        return max((float(row[key]) for row in csv.DictReader(f) if row.get(key)), default=-math.inf)
-
+# Settings a resumed run may change; every other setting must match the run's config.yaml.
+RESUMABLE = ("train.learning_rate", "train.checkpoint_steps", "train.checkpoint_minutes",
+             "train.worker_timeout_seconds")
+CHECKPOINT_DIR = "checkpoints"
+BEST_FILE = "checkpoints/best.keras"
 
 def resolved_comment(resolved: dict) -> str:
     """YAML comment lines recording what "auto" settings became on this machine.
@@ -88,7 +68,9 @@ def load_trained_model(path: str | Path) -> keras.Model:
     return keras.saving.load_model(path, custom_objects=custom_objects())
 
 
-def compile_model(model: keras.Model, config: RunConfig, num_classes: int, total_steps: int) -> None:
+def make_optimizer(config: RunConfig, total_steps: int, policy: str) -> keras.optimizers.Optimizer:
+    """Adam (AdamW with weight decay) on a cosine-decayed learning rate; float16 training
+    gets dynamic loss scaling."""
     t = config.train
     schedule = keras.optimizers.schedules.CosineDecay(
         t.learning_rate, decay_steps=max(total_steps, 1), alpha=t.final_learning_rate_fraction
@@ -97,19 +79,30 @@ def compile_model(model: keras.Model, config: RunConfig, num_classes: int, total
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay)
     else:
         optimizer = keras.optimizers.Adam(schedule)
-    model.compile(
-        optimizer=optimizer,
-        loss=MaskedSparseCrossEntropy(),
-        metrics=[MeanIoU(num_classes), PixelAccuracy(num_classes)],
-        jit_compile=resolve_jit_compile(t),
-    )
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
-def prepare_run_dir(config: RunConfig) -> tuple[Path, bool]:
-    """Creates the run directory, or finds an interrupted run there to resume.
+def settings_changed(previous: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two configuration mappings."""
+    changed = []
+    for key in sorted(set(previous) | set(current)):
+        old, new = previous.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict) and key != "options":
+            changed += settings_changed(old, new, f"{prefix}{key}.")
+        elif old != new:
+            changed.append(f"{prefix}{key}")
+    return changed
 
-    Returns ``(run_dir, resuming)``. A directory holding a finished run, or an unfinished
-    run with a different configuration, is an error: nothing of it is overwritten.
+
+def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, list[str]]:
+    """Creates the run directory, or finds an unfinished run there to go on with.
+
+    Returns ``(run_dir, changes)``: ``changes`` are the lines recording the settings of
+    :data:`RESUMABLE` that differ from the unfinished run's. A directory holding a finished
+    run, an unfinished run with other settings, or files that are not a run is an error:
+    nothing of it is overwritten. Only the writer creates the directory.
     """
     run_dir = Path(config.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -118,84 +111,121 @@ def prepare_run_dir(config: RunConfig) -> tuple[Path, bool]:
         raise UserError(f"run directory {run_dir}: holds a finished run ({MODEL_FILE}); "
                         "choose another --run-dir")
     saved_config = run_dir / CONFIG_FILE
-    if (run_dir / "backup").exists() and saved_config.exists():
-        previous = yaml.safe_load(saved_config.read_text())
-        if previous != config_lib.to_dict(config):
-            raise UserError(f"run directory {run_dir}: holds an unfinished run with a different "
-                            "configuration; resume it with the same settings or choose another --run-dir")
-        return run_dir, True
+    if saved_config.is_file():
+        previous, current = yaml.safe_load(saved_config.read_text()), config_lib.to_dict(config)
+        changed = settings_changed(previous, current)
+        fixed = [key for key in changed if key not in RESUMABLE]
+        if fixed:
+            raise UserError(f"run directory {run_dir}: holds an unfinished run with other settings "
+                            f"({', '.join(fixed)}); go on with the same settings (only "
+                            f"{', '.join(RESUMABLE)} may change) or choose another --run-dir")
+        return run_dir, [f"# changed on resumption: {key}: {_lookup(previous, key)} -> {_lookup(current, key)}"
+                         for key in changed]
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"run directory {run_dir}: is not empty and holds no run to resume; "
                         "choose another --run-dir")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"run directory {run_dir}: cannot be created ({err.strerror})") from None
-    return run_dir, False
+    if is_writer:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"run directory {run_dir}: cannot be created ({err.strerror})") from None
+    return run_dir, []
 
 
-def train(config: RunConfig, verbose: int = 2, callbacks=()) -> Path:
+def _lookup(mapping: dict, dotted: str):
+    for part in dotted.split("."):
+        mapping = mapping[part]
+    return mapping
+
+
+def earlier_changes(config_path: Path) -> list[str]:
+    """The "# changed on resumption" lines of an unfinished run's config.yaml."""
+    if not config_path.is_file():
+        return []
+    return [line for line in config_path.read_text().splitlines() if line.startswith("# changed on resumption")]
+
+
+def train(config: RunConfig, verbose: int = 2,
+          after_step: Callable[[Position], None] | None = None) -> Path:
     """Trains the configured model; returns the path of the saved best model.
 
-    ``callbacks`` are extra Keras callbacks, run after tfseg's own.
+    ``after_step`` is called after every training step with the loop's position.
     """
     check_options(config.model.name, config.model.options)
+    # First: a multi-worker strategy must configure TensorFlow before anything runs.
+    strategy = make_strategy(config.train)
+    writer = is_chief(strategy)
     # A seeded split is frozen in the run directory: every later evaluation of this run,
     # and its resumption, use the very same split, from any directory.
     run_split_file = Path(config.run_dir).resolve() / SPLIT_FILE
-    if not config.data.split_file and run_split_file.is_file():  # resuming
+    if not config.data.split_file and run_split_file.is_file():  # going on with a run
         config.data.split_file = str(run_split_file)
     source, split_record = make_source(config.data), None
     if not config.data.split_file:
         split_record = source.split_record()
         if split_record is not None:
             config.data.split_file = str(run_split_file)
-    run_dir, resuming = prepare_run_dir(config)
-    if split_record is not None:
+    run_dir, changes = prepare_run_dir(config, writer)
+    changes = earlier_changes(run_dir / CONFIG_FILE) + changes
+    if split_record is not None and writer:
         write_split_record(split_record, run_split_file)
-    print(f"{'resuming' if resuming else 'starting'} run in {run_dir}")
 
     keras.utils.set_random_seed(config.train.seed)
     policy = apply_precision(config.train)
     jit_compile = resolve_jit_compile(config.train)
-    strategy = make_strategy(config.train)
     resolved = describe(policy, jit_compile, strategy)
-    write_text(run_dir / CONFIG_FILE, config_lib.dump(config) + resolved_comment(resolved))
     num_classes = len(source.class_names)
-    write_text(run_dir / LABELS_FILE, json.dumps(
-        {"class_names": list(source.class_names), "palette": source.palette.tolist()}, indent=1))
+    if writer:
+        write_text(run_dir / CONFIG_FILE, config_lib.dump(config) + resolved_comment(resolved)
+                   + "".join(line + "\n" for line in changes))
+        write_text(run_dir / LABELS_FILE, json.dumps(
+            {"class_names": list(source.class_names), "palette": source.palette.tolist()}, indent=1))
 
     t = config.train
     steps = t.steps_per_epoch or max(source.num_examples("train") // t.batch_size, 1)
     stride = model_stride(config.model.name, **config.model.options)
-    train_ds = build_dataset(source, "train", config.data, t.batch_size, training=True, seed=t.seed, stride=stride)
+    cached_train = cached_examples(source, "train", config.data)
+
+    def train_batches(epoch: int, skip: int) -> tf.data.Dataset:
+        return build_dataset(source, "train", config.data, t.batch_size, training=True, seed=t.seed,
+                             stride=stride, epoch=epoch, skip_batches=skip, cached=cached_train)
+
     val_ds = build_dataset(source, "val", config.data, t.batch_size, training=False, stride=stride)
 
     with strategy.scope():
         model = build_model(config.model.name, num_classes, **config.model.options)
-        compile_model(model, config, num_classes, total_steps=steps * t.epochs)
+        optimizer = make_optimizer(config, steps * t.epochs, policy)
+    trainer = Trainer(model, optimizer, MaskedSparseCrossEntropy(), num_classes, strategy, jit_compile)
+    checkpoints = TrainingCheckpoints(run_dir / CHECKPOINT_DIR, model, optimizer, is_writer=writer)
+    print(f"{'going on with' if checkpoints.latest else 'starting'} run in {run_dir}")
     print(f"model {config.model.name}: {model.count_params():,} parameters, policy {policy}, "
           f"XLA {'on' if jit_compile else 'off'}, "
           f"{strategy.num_replicas_in_sync} replica(s), stride {stride}")
+    for line in changes:
+        print(line.removeprefix("# "))
+    settings = LoopSettings(t.epochs, steps, t.checkpoint_steps, t.checkpoint_minutes, verbose)
+    stop = StopRequest()
+    with stop.handling_signals():
+        try:
+            run_loop(trainer, settings, train_batches=train_batches, val_batches=val_ds,
+                     checkpoints=checkpoints, history=History(run_dir, writer),
+                     best_path=run_dir / BEST_FILE, is_writer=writer, stop=stop, after_step=after_step)
+        except InputError as err:
+            raise pipeline_error(err.error, source, err.split) from None
+        except tf.errors.ResourceExhaustedError:
+            raise UserError(f"out of memory training {config.model.name} on batches of {t.batch_size}: "
+                            "lower train.batch_size (or data.resize / data.augment.crop_size)") from None
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                tf.errors.CancelledError) as err:
+            if strategy.num_replicas_in_sync == 1 and writer:
+                raise
+            raise UserError(f"multi-worker training lost a worker ({type(err).__name__}: "
+                            f"{err.message.splitlines()[0][:200]}); the same command on every worker "
+                            "resumes from the last checkpoint") from None
 
-    best_path = run_dir / "checkpoints" / "best.keras"
-    history_csv = run_dir / "history.csv"
-    callbacks = [
-        # First, so that an epoch is backed up before any later callback can stop the run.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.CSVLogger(str(history_csv), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
-        # A resumed run must only replace the best checkpoint by a better one.
-        BestCheckpoint(best_path, best=best_logged(history_csv)),
-        CurvesPlot(history_csv, run_dir / "curves.png"),
-        *callbacks,
-    ]
-    stopper = StopAtBoundary()  # last: it stops only once the others are done
-    with stopper.handling_signals():
-        model.fit(train_ds, validation_data=val_ds, epochs=t.epochs, steps_per_epoch=steps,
-                  callbacks=[*callbacks, stopper], verbose=verbose, shuffle=False)
-
-    best = load_trained_model(best_path)
-    with atomic_path(run_dir / MODEL_FILE) as tmp:
-        best.save(tmp)
+    if writer:
+        best = load_trained_model(run_dir / BEST_FILE)
+        with atomic_path(run_dir / MODEL_FILE) as tmp:
+            best.save(tmp)
+        checkpoints.remove()  # only for resuming, and the run is finished
     return run_dir / MODEL_FILE

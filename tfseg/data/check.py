@@ -15,6 +15,7 @@ lists every problem. It looks for:
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 
 from tqdm import tqdm
@@ -73,3 +74,25 @@ def check(source: Source, workers: int | None = None, progress: bool = False) ->
         for found in tqdm(results, total=len(examples), desc="check", unit="img", disable=not progress):
             problems += found
     return sorted(set(problems))
+
+
+def pipeline_error_reason(err) -> str:
+    """What went wrong in a tf.data error (a ``tf.errors.OpError``), without the pipeline's
+    own trace around it."""
+    first = err.message.strip().splitlines()[0]
+    match = re.search(r"Iterator::[\w:]+: (.*)", first)
+    return (match[1] if match else first).removeprefix("assertion failed: ").strip("[] ")
+
+
+def pipeline_error(err, source: Source, split: str, workers: int | None = None) -> UserError:
+    """One line for a tf.data failure while reading ``split``: the split's first bad file
+    and why, found by checking the split's files (only now that something failed)."""
+    hint = "`tfseg data check` lists every bad file"
+    if isinstance(source, FileSource):
+        examples = source.complete_examples(split)
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            for problems in pool.map(lambda e: check_example(source, e), examples):
+                if problems:
+                    file, reason = problems[0]
+                    return UserError(f"{file}: {reason} ({source.name} {split} split); {hint}")
+    return UserError(f"{source.name} {split} split: {pipeline_error_reason(err)}; {hint}")

@@ -6,11 +6,13 @@
 Deterministic work (decoding, resizing, CLAHE) happens before the cache, so it runs once,
 and the cache holds compact uint8 images; random work (shuffling, augmentation) happens
 after it, so it differs every epoch. With a fixed seed the whole stream, order and
-augmentation included, is reproducible.
+augmentation included, is reproducible; each epoch's stream depends only on the seed and
+the epoch, so a run resumed in the middle of an epoch sees the very batches it would have.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from tfseg.config import DataConfig
@@ -48,23 +50,34 @@ def cached_examples(source: Source, split: str, config: DataConfig) -> tf.data.D
     return ds
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffling and augmentation, derived from the run's seed."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
 def build_dataset(source: Source, split: str, config: DataConfig, batch_size: int,
-                  training: bool, seed: int = 0, stride: int = 1) -> tf.data.Dataset:
+                  training: bool, seed: int = 0, stride: int = 1, epoch: int = 0,
+                  skip_batches: int = 0, cached: tf.data.Dataset | None = None) -> tf.data.Dataset:
     """Batches of ``(images float32 [B, H, W, 3], labels uint8 [B, H, W])``.
 
     ``training`` switches on shuffling, augmentation and infinite repetition; evaluation
     datasets are one ordered pass that keeps the last, smaller batch. Images of different
     sizes are batched by padding (void labels), and every batch is padded to a multiple of
     ``stride``, the size multiple the network needs.
+
+    A training stream starts at ``epoch``'s order and augmentation, ``skip_batches``
+    batches in (skipped before augmentation, so skipping costs little). ``cached``, from
+    :func:`cached_examples`, lets several streams share one cache.
     """
-    ds = cached_examples(source, split, config)
+    ds = cached if cached is not None else cached_examples(source, split, config)
     if training:
         # No larger than the split: a bigger buffer would fill across epoch boundaries and
         # hold the first batch back until several epochs were decoded.
         buffer = max(1, min(config.shuffle_buffer, source.num_examples(split)))
-        ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-        seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
+        stream_seed = epoch_seed(seed, epoch)
+        ds = ds.shuffle(buffer, seed=stream_seed, reshuffle_each_iteration=True).repeat()
+        seeds = tf.data.Dataset.random(seed=stream_seed).batch(2, drop_remainder=True)
+        ds = tf.data.Dataset.zip(ds, seeds).skip(skip_batches * batch_size).map(
             lambda example, pair: augment(*example, pair, config.augment),
             num_parallel_calls=tf.data.AUTOTUNE,
         )

@@ -1,0 +1,118 @@
+"""Checkpoints for resuming a run at the step it stopped.
+
+A checkpoint holds
+
+* every variable of the model: weights, batch-norm statistics and the dropout layers'
+  random-generator state;
+* every variable of the optimizer: its step count (which is the learning-rate schedule's
+  position) and its moments;
+* the loop's position (epoch, step within it) and the best validation score so far.
+
+The input stream is not stored: the training pipeline is a pure function of the seed, the
+epoch and the step (:func:`tfseg.data.pipeline.build_dataset`), so a resumed run replays
+the data of the interrupted epoch up to its step (without the network) and goes on with
+exactly the batches it would have seen. Not restored: the training metrics of an
+unfinished epoch (the resumed epoch's ``loss``/``miou`` in ``history.csv`` cover the steps
+after the resumption only) and the TensorBoard writers' files (new event files are added).
+
+Writing is crash-safe: TensorFlow writes a checkpoint's files under temporary names and
+renames them into place, then replaces the ``checkpoint`` index file atomically; a process
+killed at any instant leaves the previous checkpoint complete and the index naming it.
+The last two checkpoints are kept, and removed when the run has finished.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+KEEP = 2
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the training loop stands: ``step`` steps of ``epoch`` are done."""
+
+    epoch: int
+    step: int
+    global_step: int
+
+
+def all_finite(variables) -> bool:
+    """Whether every floating-point variable holds only finite values."""
+    checks = [tf.reduce_all(tf.math.is_finite(v.value)) for v in variables
+              if keras.backend.is_float_dtype(v.dtype)]
+    return bool(tf.reduce_all(tf.stack(checks))) if checks else True
+
+
+class TrainingCheckpoints:
+    """Saves and restores a run's model, optimizer and loop position in ``directory``.
+
+    Under multi-worker training every worker must call :meth:`save` (saving reads
+    distributed variables); only the writer (the chief) keeps what it wrote, the others
+    write to a temporary folder that is removed again.
+    """
+
+    def __init__(self, directory: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                 is_writer: bool = True):
+        self.directory, self.is_writer = Path(directory), is_writer
+        self.optimizer = optimizer
+        self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self._best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False)
+        # Variables by position: the configuration (checked before any restore) fixes the
+        # architecture, so the same model and optimizer list them in the same order.
+        self._checkpoint = tf.train.Checkpoint(
+            model=list(model.variables), optimizer=list(optimizer.variables),
+            epoch=self._epoch, step=self._step, global_step=self._global_step, best=self._best)
+        self._manager = self._make_manager(self.directory) if is_writer else None
+
+    def _make_manager(self, directory: Path) -> tf.train.CheckpointManager:
+        return tf.train.CheckpointManager(self._checkpoint, str(directory), max_to_keep=KEEP)
+
+    @property
+    def latest(self) -> str | None:
+        return tf.train.latest_checkpoint(str(self.directory))
+
+    def restore(self) -> tuple[Position, float] | None:
+        """Restores the latest checkpoint; returns its position and best score, or None."""
+        path = self.latest
+        if path is None:
+            return None
+        self._checkpoint.restore(path).assert_existing_objects_matched()
+        return self.position, float(self._best.numpy())
+
+    @property
+    def position(self) -> Position:
+        return Position(int(self._epoch.numpy()), int(self._step.numpy()), int(self._global_step.numpy()))
+
+    def save(self, position: Position, best: float) -> None:
+        """Writes a checkpoint of the current state at ``position``."""
+        self._epoch.assign(position.epoch)
+        self._step.assign(position.step)
+        self._global_step.assign(position.global_step)
+        self._best.assign(best)
+        if self._manager is not None:
+            self._manager.save(checkpoint_number=position.global_step)
+            return
+        scratch = tempfile.mkdtemp(prefix="tfseg-worker-checkpoint-")
+        try:
+            self._make_manager(Path(scratch)).save(checkpoint_number=position.global_step)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def remove(self) -> None:
+        """Deletes this run's step checkpoints and their index (nothing else in the folder)."""
+        if self._manager is None:
+            return
+        for prefix in self._manager.checkpoints:
+            for path in self.directory.glob(Path(prefix).name + ".*"):
+                path.unlink()
+        (self.directory / "checkpoint").unlink(missing_ok=True)

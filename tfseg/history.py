@@ -1,0 +1,76 @@
+"""What a run records once per epoch: ``history.csv``, TensorBoard scalars, ``curves.png``.
+
+``history.csv`` has one row per finished epoch: ``epoch`` (from 0), ``learning_rate`` (at
+the epoch's end), the training ``loss``, ``miou``, ``pixel_accuracy`` and their ``val_``
+counterparts. Each write replaces the file atomically, so a killed run leaves it whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfseg.fileio import write_text
+from tfseg.viz import plot_curves
+
+COLUMNS = ("epoch", "learning_rate", "loss", "miou", "pixel_accuracy",
+           "val_loss", "val_miou", "val_pixel_accuracy")
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class History:
+    """The per-epoch record of a run in ``run_dir``; writes nothing unless ``is_writer``."""
+
+    def __init__(self, run_dir: Path, is_writer: bool = True):
+        self.csv_path, self.curves_path = run_dir / "history.csv", run_dir / "curves.png"
+        self.is_writer = is_writer
+        self.rows = read_rows(self.csv_path)
+        self._writers = {}
+        if is_writer:
+            for name in ("train", "validation"):
+                self._writers[name] = tf.summary.create_file_writer(str(run_dir / "tensorboard" / name))
+
+    def keep_epochs_before(self, epoch: int) -> None:
+        """Drops the rows of ``epoch`` and later: a resumed run writes them again."""
+        kept = [row for row in self.rows if int(row["epoch"]) < epoch]
+        if len(kept) < len(self.rows):
+            self.rows = kept
+            self._write_csv()
+
+    def best(self, key: str = "val_miou") -> float:
+        """The best finite value of ``key`` so far (-inf when there is none)."""
+        values = [float(row[key]) for row in self.rows if row.get(key)]
+        return max((v for v in values if math.isfinite(v)), default=-math.inf)
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        row = {"epoch": str(epoch), **{key: repr(float(logs[key])) for key in COLUMNS[1:] if key in logs}}
+        self.rows.append(row)
+        self._write_csv()
+        if not self.is_writer:
+            return
+        for name, prefix in (("train", ""), ("validation", "val_")):
+            with self._writers[name].as_default(step=epoch):
+                for key, value in logs.items():
+                    if key.startswith("val_") == bool(prefix):
+                        tf.summary.scalar("epoch_" + key.removeprefix(prefix), value)
+            self._writers[name].flush()
+        plot_curves(self.csv_path, self.curves_path)
+
+    def _write_csv(self) -> None:
+        if not self.is_writer:
+            return
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        write_text(self.csv_path, text.getvalue())

@@ -1,0 +1,236 @@
+"""The training loop, one for every ``tf.distribute`` strategy.
+
+Keras 3's ``model.fit`` fails under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585)
+and resumes only at an epoch's start. This loop runs unchanged on one device, under
+``MirroredStrategy`` and under ``MultiWorkerMirroredStrategy``, and resumes at the step::
+
+    for each epoch, from the checkpoint's position:
+        for each step: one distributed train step; a non-finite loss stops the run
+            (TrainingDiverged); every checkpoint_steps steps a checkpoint, if the weights
+            are finite; on SIGINT/SIGTERM a checkpoint, then KeyboardInterrupt
+        one validation pass; a history row (CSV, TensorBoard, curves.png)
+        best.keras, when the score is finite and better and the weights are finite
+        a checkpoint at the epoch's end
+
+The train step mirrors Keras' own: each replica computes the loss on its share of the
+global batch, divides it by the number of replicas (the optimizer sums the gradients over
+replicas, so the update is the global batch's mean), and the per-replica function is
+compiled with XLA when ``jit_compile`` is on. Metrics are streaming (sums of per-replica
+confusion matrices), reset at each epoch's start.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tfseg.checkpoints import Position, TrainingCheckpoints, all_finite
+from tfseg.errors import UserError
+from tfseg.fileio import atomic_path
+from tfseg.history import History
+from tfseg.interrupts import StopRequest
+from tfseg.metrics import MeanIoU, PixelAccuracy
+
+# How many steps, after the first (which traces and compiles), time the automatic
+# checkpoint interval.
+TIMING_STEPS = 5
+
+
+class TrainingDiverged(UserError):
+    """The loss or the weights became NaN or infinite."""
+
+
+class InputError(Exception):
+    """The input pipeline of ``split`` failed with ``error`` (a ``tf.errors.OpError``)."""
+
+    def __init__(self, split: str, error: tf.errors.OpError):
+        super().__init__(f"{split}: {error.message}")
+        self.split, self.error = split, error
+
+
+def batches_of(dataset, split: str):
+    """Iterates over a (distributed) dataset, raising :class:`InputError` for its failures."""
+    iterator = iter(dataset)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.OpError as err:
+            raise InputError(split, err) from None
+
+
+@dataclass
+class LoopSettings:
+    epochs: int
+    steps_per_epoch: int
+    checkpoint_steps: int  # 0: about checkpoint_minutes of work, timed on the first steps
+    checkpoint_minutes: float
+    verbose: int = 2
+
+
+class Trainer:
+    """Distributed train and evaluation steps of one model, with streaming metrics.
+
+    Build it inside nothing: it enters ``strategy.scope()`` itself. ``loss(labels, logits)``
+    returns the mean over the valid pixels of a replica's batch.
+    """
+
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss,
+                 num_classes: int, strategy: tf.distribute.Strategy, jit_compile: bool):
+        self.model, self.optimizer, self.loss, self.strategy = model, optimizer, loss, strategy
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)
+            self.metrics = {"loss": keras.metrics.Mean(name="loss"),
+                            "miou": MeanIoU(num_classes), "pixel_accuracy": PixelAccuracy(num_classes)}
+        train_replica = tf.function(self._replica_train_step, jit_compile=jit_compile, reduce_retracing=True)
+        eval_replica = tf.function(self._replica_eval_step, jit_compile=jit_compile, reduce_retracing=True)
+        self.train_step = tf.function(lambda batch: self._run(train_replica, batch), reduce_retracing=True)
+        self.eval_step = tf.function(lambda batch: self._run(eval_replica, batch), reduce_retracing=True)
+
+    def _run(self, replica_step, batch):
+        per_replica = self.strategy.run(replica_step, args=batch)
+        return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
+
+    def _objective(self, labels, logits):
+        loss = self.loss(labels, logits)
+        if self.model.losses:  # weight regularisers
+            loss = loss + tf.cast(tf.add_n(self.model.losses), loss.dtype)
+        return loss
+
+    def _update_metrics(self, loss, labels, logits):
+        self.metrics["loss"].update_state(loss)
+        self.metrics["miou"].update_state(labels, logits)
+        self.metrics["pixel_accuracy"].update_state(labels, logits)
+
+    def _replica_train_step(self, images, labels):
+        with tf.GradientTape() as tape:
+            logits = self.model(images, training=True)
+            loss = self._objective(labels, logits)
+            scaled = loss / self.strategy.num_replicas_in_sync
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                scaled = self.optimizer.scale_loss(scaled)
+        gradients = tape.gradient(scaled, self.model.trainable_variables)
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+        self._update_metrics(loss, labels, logits)
+        return loss
+
+    def _replica_eval_step(self, images, labels):
+        logits = self.model(images, training=False)
+        loss = self._objective(labels, logits)
+        self._update_metrics(loss, labels, logits)
+        return loss
+
+    def reset_metrics(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset_state()
+
+    def results(self, prefix: str = "") -> dict[str, float]:
+        return {prefix + name: float(metric.result()) for name, metric in self.metrics.items()}
+
+    def learning_rate(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
+
+
+def timed_interval(seconds_per_step: float, minutes: float) -> int:
+    return max(1, round(minutes * 60 / max(seconds_per_step, 1e-9)))
+
+
+def run_loop(trainer: Trainer, settings: LoopSettings, *,
+             train_batches: Callable[[int, int], tf.data.Dataset], val_batches: tf.data.Dataset,
+             checkpoints: TrainingCheckpoints, history: History, best_path: Path, is_writer: bool,
+             stop: StopRequest, after_step: Callable[[Position], None] | None = None) -> None:
+    """Trains from the latest checkpoint (or the start) to the last epoch.
+
+    ``train_batches(epoch, skip)`` is the epoch's batch stream from step ``skip`` on.
+    ``after_step`` is called after every step (tests use it to interrupt a run).
+    """
+    strategy, model = trainer.strategy, trainer.model
+    restored = checkpoints.restore()
+    position, best = restored if restored else (Position(0, 0, 0), -math.inf)
+    history.keep_epochs_before(position.epoch)
+    best = max(best, history.best())
+    if restored:
+        say(settings, f"resumed at epoch {position.epoch + 1}, step {position.step} "
+                      f"(global step {position.global_step}) from {checkpoints.latest}")
+    interval = settings.checkpoint_steps
+    timing: list[float] = []
+
+    def save(at: Position) -> None:
+        if not all_finite(model.variables):
+            raise diverged(at, "the weights hold NaN or infinite values", checkpoints)
+        checkpoints.save(at, best)
+
+    for epoch in range(position.epoch, settings.epochs):
+        first_step = position.step if epoch == position.epoch else 0
+        trainer.reset_metrics()
+        started = time.perf_counter()
+        batches = batches_of(strategy.experimental_distribute_dataset(train_batches(epoch, first_step)), "train")
+        for step in range(first_step, settings.steps_per_epoch):
+            tick = time.perf_counter()
+            loss = float(trainer.train_step(next(batches)))
+            position = Position(epoch, step + 1, position.global_step + 1)
+            if not math.isfinite(loss):
+                raise diverged(position, f"the loss is {loss}", checkpoints)
+            if not interval:
+                timing.append(time.perf_counter() - tick)
+                if len(timing) > TIMING_STEPS:
+                    interval = agree(strategy, timed_interval(min(timing[1:]), settings.checkpoint_minutes))
+                    say(settings, f"checkpoints every {interval} steps (about {settings.checkpoint_minutes:g} min)")
+            if interval and position.global_step % interval == 0 and position.step < settings.steps_per_epoch:
+                save(position)
+            if after_step:
+                after_step(position)
+            if stop.requested:
+                save(position)
+                raise KeyboardInterrupt
+        logs = {"learning_rate": trainer.learning_rate(), **trainer.results()}
+        trainer.reset_metrics()
+        for batch in batches_of(strategy.experimental_distribute_dataset(val_batches), "val"):
+            trainer.eval_step(batch)
+        logs.update(trainer.results("val_"))
+        history.append(epoch, logs)
+        score = logs["val_miou"]
+        if math.isfinite(score) and score > best:
+            if not all_finite(model.variables):
+                raise diverged(position, "the weights hold NaN or infinite values", checkpoints)
+            best = score
+            if is_writer:
+                with atomic_path(best_path) as tmp:
+                    model.save(tmp, include_optimizer=False)
+        position = Position(epoch + 1, 0, position.global_step)
+        save(position)
+        say(settings, f"epoch {epoch + 1}/{settings.epochs} - {time.perf_counter() - started:.1f}s - "
+                      + " - ".join(f"{key} {value:.4g}" for key, value in logs.items()))
+        if stop.requested:
+            raise KeyboardInterrupt
+
+
+def agree(strategy: tf.distribute.Strategy, value: int) -> int:
+    """The largest of every worker's ``value``, so that all workers checkpoint together."""
+    if strategy.num_replicas_in_sync == 1:
+        return value
+    per_replica = strategy.run(lambda: tf.constant(value, tf.int64))
+    return int(strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None))
+
+
+def diverged(at: Position, what: str, checkpoints: TrainingCheckpoints) -> TrainingDiverged:
+    latest = checkpoints.latest
+    resume = (f"the same command resumes from the last good checkpoint ({Path(latest).name}) with "
+              "--set train.learning_rate=<lower>" if latest else
+              "no checkpoint was written yet; the same command with --set train.learning_rate=<lower> "
+              "starts again")
+    return TrainingDiverged(f"training diverged: {what} at step {at.global_step} "
+                            f"(epoch {at.epoch + 1}, batch {at.step}); nothing was saved from it; {resume}")
+
+
+def say(settings: LoopSettings, text: str) -> None:
+    if settings.verbose:
+        print(text, file=sys.stdout, flush=True)
