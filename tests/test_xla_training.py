@@ -104,7 +104,8 @@ def test_metrics_are_summed_across_replicas(tmp_path):
         strategy = tf.distribute.MirroredStrategy()
         with strategy.scope():
             model = build_model("unet", 3, depth=2, base_filters=4)
-        trainer = Trainer(model, keras.optimizers.Adam(), MaskedSparseCrossEntropy(), 3, strategy, False)
+            optimizer = keras.optimizers.Adam()
+        trainer = Trainer(model, optimizer, MaskedSparseCrossEntropy(), 3, strategy, False)
         batches = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4)
         for batch in strategy.experimental_distribute_dataset(batches):
             trainer.eval_step(batch)

@@ -163,6 +163,9 @@ class TrainConfig:
     # "auto" compiles the train step with XLA on GPU only (no speed-up on CPU); on / off.
     jit_compile: str = "auto"
     seed: int = 0
+    # TensorFlow's deterministic kernels (slower): the same seed then gives the same weights
+    # bit for bit, and a resumed run equals an uninterrupted one.
+    deterministic: bool = False
     # 0 means one full pass over the training split per epoch.
     steps_per_epoch: int = 0
     # "auto": MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else

@@ -128,6 +128,28 @@ class Trainer:
         self._update_metrics(loss, labels, logits)
         return loss
 
+    def sync_statistics(self) -> None:
+        """Gives every replica the mean of the replicas' non-trainable statistics.
+
+        Batch-norm moving averages are updated by each replica from its own share of the
+        batch, so the replicas' copies drift apart. The update is linear, so their mean is
+        the moving average of the whole batches' statistics; it is taken before validating
+        and before saving anything.
+        """
+        if self.strategy.num_replicas_in_sync > 1:
+            self._sync_statistics()
+
+    @tf.function
+    def _sync_statistics(self):
+        statistics = [v for v in self.model.non_trainable_variables if keras.backend.is_float_dtype(v.dtype)]
+
+        def replica_fn():
+            context = tf.distribute.get_replica_context()
+            for variable in statistics:
+                variable.assign(context.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(variable.value)))
+
+        self.strategy.run(replica_fn)
+
     def reset_metrics(self) -> None:
         for metric in self.metrics.values():
             metric.reset_state()
@@ -164,6 +186,7 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *,
     timing: list[float] = []
 
     def save(at: Position) -> None:
+        trainer.sync_statistics()
         if not all_finite(model.variables):
             raise diverged(at, "the weights hold NaN or infinite values", checkpoints)
         checkpoints.save(at, best)
@@ -193,6 +216,7 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *,
                 raise KeyboardInterrupt
         logs = {"learning_rate": trainer.learning_rate(), **trainer.results()}
         trainer.reset_metrics()
+        trainer.sync_statistics()
         for batch in batches_of(strategy.experimental_distribute_dataset(val_batches), "val"):
             trainer.eval_step(batch)
         logs.update(trainer.results("val_"))
@@ -214,11 +238,12 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *,
 
 
 def agree(strategy: tf.distribute.Strategy, value: int) -> int:
-    """The largest of every worker's ``value``, so that all workers checkpoint together."""
+    """The mean of every replica's ``value``: one number that all workers go by together."""
     if strategy.num_replicas_in_sync == 1:
         return value
-    per_replica = strategy.run(lambda: tf.constant(value, tf.int64))
-    return int(strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None))
+    mean = tf.function(lambda: strategy.reduce(
+        tf.distribute.ReduceOp.MEAN, strategy.run(lambda: tf.constant(value, tf.float64)), axis=None))
+    return max(1, round(float(mean())))
 
 
 def diverged(at: Position, what: str, checkpoints: TrainingCheckpoints) -> TrainingDiverged:

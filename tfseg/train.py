@@ -18,6 +18,7 @@ may change on resumption (e.g. a lower learning rate after a divergence).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -171,6 +172,8 @@ def train(config: RunConfig, verbose: int = 2,
         write_split_record(split_record, run_split_file)
 
     keras.utils.set_random_seed(config.train.seed)
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
     policy = apply_precision(config.train)
     jit_compile = resolve_jit_compile(config.train)
     resolved = describe(policy, jit_compile, strategy)
@@ -219,9 +222,9 @@ def train(config: RunConfig, verbose: int = 2,
                 tf.errors.CancelledError) as err:
             if strategy.num_replicas_in_sync == 1 and writer:
                 raise
-            raise UserError(f"multi-worker training lost a worker ({type(err).__name__}: "
-                            f"{err.message.splitlines()[0][:200]}); the same command on every worker "
-                            "resumes from the last checkpoint") from None
+            reason = re.sub(r"\{\{.*?\}\}\s*", "", " ".join(err.message.split()))[:300]
+            raise UserError(f"multi-worker training lost a worker ({type(err).__name__}: {reason}); "
+                            "the same command on every worker resumes from the last checkpoint") from None
 
     if writer:
         best = load_trained_model(run_dir / BEST_FILE)
