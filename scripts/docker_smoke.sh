@@ -84,9 +84,9 @@ docker stop -t 60 tfseg-smoke-train >/dev/null
 status=$(docker inspect -f '{{.State.ExitCode}}' tfseg-smoke-train)
 docker rm tfseg-smoke-train >/dev/null
 [ "$status" -eq 130 ] || fail "a stopped run exited with $status, not 130"
-[ -d "$work/runs/stopped/backup" ] || fail "a stopped run left no backup to resume from"
+[ -f "$work/runs/stopped/checkpoints/checkpoint" ] || fail "a stopped run left no checkpoint to resume from"
 done_before=$(($(wc -l < "$work/runs/stopped/history.csv") - 1))
-echo "stopped cleanly (exit 130) after $done_before epoch(s), with a backup"
+echo "stopped cleanly (exit 130) after $done_before epoch(s), with a checkpoint"
 "${run[@]}" "$tag" "${train[@]}"
 epochs=$(tail -n +2 "$work/runs/stopped/history.csv" | cut -d, -f1 | tr '\n' ' ')
 [ "$epochs" = "0 1 2 3 4 5 " ] || fail "resumed history has epochs: $epochs"
