@@ -207,12 +207,12 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *,
                 if len(timing) > TIMING_STEPS:
                     interval = agree(strategy, timed_interval(min(timing[1:]), settings.checkpoint_minutes))
                     say(settings, f"checkpoints every {interval} steps (about {settings.checkpoint_minutes:g} min)")
-            if interval and position.global_step % interval == 0 and position.step < settings.steps_per_epoch:
-                save(position)
             if after_step:
                 after_step(position)
-            if stop.requested:
+            due = interval and position.global_step % interval == 0 and position.step < settings.steps_per_epoch
+            if due or stop.requested:
                 save(position)
+            if stop.requested:
                 raise KeyboardInterrupt
         logs = {"learning_rate": trainer.learning_rate(), **trainer.results()}
         trainer.reset_metrics()
