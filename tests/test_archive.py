@@ -128,3 +128,45 @@ def test_not_an_archive(tmp_path):
     path.write_bytes(b"plain text")
     with pytest.raises(UserError, match="not a readable zip or tar archive"):
         safe_extract(path, tmp_path / "out", progress=False)
+
+
+@pytest.mark.parametrize("links", [
+    [("l1", "."), ("l2", "l1/..")],                       # each looks harmless; together: ..
+    [("a/l1", ".."), ("a/l2", "l1/..")],                  # a/l1 -> root, so a/l2 -> root/..
+    [("l2", "l1/x"), ("l1", "sub/.."), ("sub", "..")],    # a chain defined out of order
+    [("loop1", "loop2"), ("loop2", "loop1")],             # a cycle never resolves
+])
+def test_symlink_chains_are_resolved_like_the_filesystem(tmp_path, links):
+    archive = make_tar(tmp_path / "chain.tar", [("fine.txt", b"x")] + [tar_link(n, t) for n, t in links], mode="w")
+    dest = tmp_path / "deep" / "out"
+    with pytest.raises(UserError, match="points outside the target folder"):
+        safe_extract(archive, dest, progress=False)
+    assert not dest.exists()
+
+
+def test_a_member_written_through_an_archive_link_chain_is_refused(tmp_path):
+    archive = make_zip(tmp_path / "bad.zip", {"fine.txt": b"x", "l2/escaped.txt": b"evil"},
+                       symlinks={"l1": ".", "l2": "l1/.."})
+    with pytest.raises(UserError, match="refusing to extract"):
+        safe_extract(archive, tmp_path / "deep" / "out", progress=False)
+    assert not (tmp_path / "deep" / "escaped.txt").exists()
+    assert not (tmp_path / "deep" / "out").exists()
+
+
+def test_a_link_chain_that_stays_inside_is_extracted(tmp_path):
+    archive = make_tar(tmp_path / "ok.tar", [("data/a.txt", b"alpha"), tar_link("l1", "data"),
+                                              tar_link("l2", "l1/a.txt")], mode="w")
+    dest = tmp_path / "out"
+    safe_extract(archive, dest, progress=False)
+    assert (dest / "l2").read_bytes() == b"alpha"
+
+
+def test_a_late_conflict_leaves_nothing_written(tmp_path):
+    archive = make_tar(tmp_path / "x.tar", [("a.txt", b"alpha"), ("b.txt", b"new")], mode="w")
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "b.txt").write_bytes(b"mine")
+    with pytest.raises(UserError, match="already exists with different content"):
+        safe_extract(archive, dest, progress=False)
+    assert sorted(p.name for p in dest.iterdir()) == ["b.txt"]
+    assert (dest / "b.txt").read_bytes() == b"mine"

@@ -1,9 +1,13 @@
 """Safe extraction of zip and tar archives (.tar, .tar.gz/.tgz, .tar.bz2, .tar.xz).
 
-Every member is checked before anything is written, so a hostile or broken archive
-leaves the target folder untouched. Refused: absolute paths (``/x``, ``C:\\x``), paths
-with ``..`` components, links whose target is absolute or leaves the target folder,
-device files and FIFOs. Writing never follows a symlink out of the target folder.
+The whole archive is checked before anything is written, so a hostile or broken archive,
+or one that conflicts with files already there, leaves the target folder untouched.
+Refused: absolute paths (``/x``, ``C:\\x``), paths with ``..`` components, links whose
+target is absolute or leaves the target folder, members written through a link that
+leaves it, device files and FIFOs. Links are resolved the way the filesystem will resolve
+them once everything is extracted, chains included (``l1 -> .``, ``l2 -> l1/..`` leaves
+the folder), together with links already in the target folder. While writing, every
+parent folder is checked again against the real filesystem.
 
 Existing files are never overwritten: a file that already holds exactly the member's
 bytes is skipped (so re-running an interrupted extraction resumes it); one that differs
@@ -14,7 +18,6 @@ interruption leaves no half-written file behind.
 from __future__ import annotations
 
 import os
-import posixpath
 import shutil
 import stat
 import tarfile
@@ -59,15 +62,61 @@ def _normalise(name: str, archive: str) -> str:
     return "/".join(parts)
 
 
-def _check_symlink(member: _Member, archive: str) -> None:
-    target = member.link_target.replace("\\", "/")
-    if target.startswith("/") or (len(target) > 1 and target[1] == ":"):
-        raise UserError(f"{archive}: link {member.name!r} points to absolute path {member.link_target!r}; "
-                        "refusing to extract")
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member.name), target))
-    if resolved == ".." or resolved.startswith("../"):
-        raise UserError(f"{archive}: link {member.name!r} points outside the target folder "
-                        f"({member.link_target!r}); refusing to extract")
+# Like the kernel's limit on symlinks followed in one lookup (Linux: 40).
+MAX_LINK_HOPS = 40
+
+
+def _is_absolute(target: str) -> bool:
+    target = target.replace("\\", "/")
+    return target.startswith("/") or (len(target) > 1 and target[1] == ":")
+
+
+def _resolve(path: str, links: dict[str, str], root: Path, follow_last: bool = True) -> str | None:
+    """Where the relative ``path`` lands under ``root`` once every symlink on the way is
+    followed: the archive's ``links`` (name -> target) and the links already in ``root``.
+    Returns the normalised relative path, or None if it leaves ``root`` (an absolute
+    target, or ``..`` above it). ``follow_last=False`` leaves a final symlink unfollowed.
+    """
+    done: list[str] = []
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not done:
+                return None
+            done.pop()
+            continue
+        here = "/".join([*done, part])
+        target = links.get(here)
+        if target is None and (root / here).is_symlink():
+            target = os.readlink(root / here)
+        if target is None or (not pending and not follow_last):
+            done.append(part)
+            continue
+        hops += 1
+        if hops > MAX_LINK_HOPS or _is_absolute(target):
+            return None
+        pending = target.replace("\\", "/").split("/") + pending
+    return "/".join(done)
+
+
+def _check_links(members: list[_Member], root: Path, archive: str) -> None:
+    """Refuses any link, and any member written through a link, that leaves ``root``."""
+    links = {m.name: m.link_target for m in members if m.kind == "symlink"}
+    for member in members:
+        if member.kind == "symlink":
+            if _is_absolute(member.link_target):
+                raise UserError(f"{archive}: link {member.name!r} points to absolute path "
+                                f"{member.link_target!r}; refusing to extract")
+            if _resolve(member.name, links, root) is None:
+                raise UserError(f"{archive}: link {member.name!r} points outside the target folder "
+                                f"({member.link_target!r}, links followed) or into a cycle; refusing to extract")
+        if _resolve(member.name, links, root, follow_last=False) is None:
+            raise UserError(f"{archive}: member {member.name!r} would be written through a link "
+                            "that leaves the target folder; refusing to extract")
 
 
 def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: str) -> _Member | None:
@@ -158,22 +207,35 @@ def _write_file(open_data: Callable, target: Path) -> None:
             tmp.unlink()
 
 
+def _check_existing(target: Path, member: _Member, open_data: Callable | None) -> None:
+    """Refuses a member that would meet an existing file it may not replace (checked
+    before anything is written; the writing pass checks again)."""
+    if member.kind != "file" or target.is_symlink() or not target.exists():
+        return
+    if not (target.is_file() and _same_content(target, member, open_data)):
+        raise UserError(f"{target}: already exists with different content; not overwriting "
+                        "it (move it away, or extract somewhere else)")
+
+
 def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike, progress: bool = True) -> ExtractSummary:
     """Extracts ``archive`` into ``dest`` (created if needed) under the rules above."""
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
         raise UserError(f"{archive}: archive not found")
-    # First pass: validate every member; nothing is written if any one is refused.
-    members = [member for member, _ in _contents(archive)]
+    # First pass: validate every member, and every existing file it would meet; nothing is
+    # written if any one is refused.
+    root = dest.resolve()
+    members = []
+    for member, open_data in _contents(archive):
+        members.append(member)
+        _check_existing(root / member.name, member, open_data)
     names = {m.name for m in members}
     for member in members:
-        if member.kind == "symlink":
-            _check_symlink(member, str(archive))
         if member.kind == "hardlink" and member.link_target not in names:
             raise UserError(f"{archive}: hard link {member.name!r} points to {member.link_target!r}, "
                             "which is not in the archive; refusing to extract")
+    _check_links(members, root, str(archive))
     dest.mkdir(parents=True, exist_ok=True)
-    root = dest.resolve()
     summary = ExtractSummary()
     total = sum(m.size for m in members if m.kind == "file")
     with tqdm(total=total, unit="B", unit_scale=True, desc=f"extract {archive.name}",
