@@ -56,13 +56,13 @@ small=(--set data.synthetic.num_train=64 --set data.synthetic.num_val=16 --set d
 
 step "demo"
 "${run[@]}" "$tag" demo --output /runs/demo "${small[@]}"
-for f in metrics.json gallery.png curves.png model.keras export/saved_model.pb; do
+for f in metrics.json gallery.png curves.png model.keras export/1/saved_model.pb; do
     [ -e "$work/runs/demo/$f" ] || fail "demo did not write $f"
 done
 
 step "export"
 "${run[@]}" "$tag" export --run-dir /runs/demo --output /runs/exported
-[ -f "$work/runs/exported/saved_model.pb" ] || fail "export wrote no saved_model.pb"
+[ -f "$work/runs/exported/1/saved_model.pb" ] || fail "export wrote no exported/1/saved_model.pb"
 
 step "predict (input mounted read-only)"
 "${run[@]}" -v "$work/runs/demo/samples/images:/data/images:ro" "$tag" \

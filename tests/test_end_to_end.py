@@ -136,7 +136,7 @@ def run_cli(capsys, *argv):
 def test_cli_export_and_predict(trained, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "export", "--run-dir", str(trained), "--output", str(tmp_path / "sm"))
     assert code == 0 and "exported" in out
-    metadata = json.loads((tmp_path / "sm" / "assets.extra" / "tfseg.json").read_text())
+    metadata = json.loads((tmp_path / "sm" / "1" / "assets.extra" / "tfseg.json").read_text())
     assert metadata["class_names"][0] == "background" and metadata["stride"] == 4
     write_rgb(tmp_path / "in" / "x.png", np.zeros((10, 11, 3), np.uint8))
     code, out, _ = run_cli(capsys, "predict", "--model", str(tmp_path / "sm"), "-i", str(tmp_path / "in"),

@@ -176,7 +176,7 @@ def test_saved_model_equals_an_independent_geometry(exported, kitti):
 
     from tfseg.runs import load_run
 
-    model = load_run(exported.parent).model()
+    model = load_run(exported.parent.parent).model()
     image = np.asarray(Image.open(kitti / "training" / "image_2" / "umm_000003.png").convert("RGB"))
     small = tf.cast(tf.round(tf.image.resize(image[None], (16, 24))), tf.uint8).numpy()[0]
     ycrcb = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)

@@ -75,7 +75,7 @@ def test_train_and_predict_scripts_run_end_to_end(tmp_path):
     train = subprocess.run(["bash", str(ROOT / "scripts" / "train.sh"), "demo_unet", "", str(run_dir), *tiny],
                            env=env, capture_output=True, text=True, timeout=300)
     assert train.returncode == 0, train.stderr[-2000:]
-    assert (run_dir / "export" / "saved_model.pb").exists() and (run_dir / "metrics_val.json").exists()
+    assert (run_dir / "export" / "1" / "saved_model.pb").exists() and (run_dir / "metrics_val.json").exists()
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(ROOT / "tests" / "conftest.py", images / "not_an_image.txt")

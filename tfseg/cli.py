@@ -82,7 +82,8 @@ def cmd_export(args) -> int:
 
     run = load_run(args.run_dir)
     output = Path(args.output) if args.output else run.directory / run.config.export.path
-    path = export_run(run.model(), run.config, output, run.class_names, run.palette)
+    path = export_run(run.model(), run.config, output, run.class_names, run.palette,
+                      version=args.version, probabilities=args.probabilities, run_dir=run.directory)
     print(f"exported SavedModel to {path}")
     return 0
 
@@ -286,9 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(evaluate, None)
     evaluate.set_defaults(func=cmd_evaluate)
 
-    export = commands.add_parser("export", help="write a SavedModel that takes uint8 images of any size")
+    export = commands.add_parser("export", help="write a SavedModel version for TF Serving: uint8 images or "
+                                                "encoded PNG/JPEG of any size in, class maps out")
     export.add_argument("--run-dir", required=True)
-    export.add_argument("--output", help="SavedModel directory (default: RUN_DIR/export)")
+    export.add_argument("--output", help="the model base folder; the SavedModel goes to OUTPUT/<version>/ "
+                                         "(default: RUN_DIR/export)")
+    export.add_argument("--version", type=int, help="version number (default: one more than the highest "
+                                                    "there); an existing version is never overwritten")
+    export.add_argument("--no-probabilities", dest="probabilities", action="store_false",
+                        help="return the class map only (smaller responses); predict --probabilities and "
+                             "two-class evaluate scores then need another export")
     export.set_defaults(func=cmd_export)
 
     predict = commands.add_parser("predict", help="segment a folder of images, or a video, with a SavedModel")

@@ -30,7 +30,7 @@ def run_demo(config: RunConfig) -> dict:
     run = load_run(config.run_dir)
     metrics = evaluate_run(run.directory, "test", progress=False)
     export_dir = export_run(run.model(), run.config, run.directory / run.config.export.path,
-                            run.class_names, run.palette)
+                            run.class_names, run.palette, run_dir=run.directory)
 
     # Held-out images as files, as a user would bring them, segmented by the SavedModel alone.
     source = make_source(run.config.data)

@@ -215,7 +215,10 @@ def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progres
     if len(model.class_names) != len(source.class_names):
         raise UserError(f"model {model_dir}: predicts {len(model.class_names)} classes but "
                         f"{source.name} has {len(source.class_names)}")
-    return {**score_model(model.serve, source, split, progress), "split": split, "model": str(model_dir)}
+    if len(source.class_names) == 2 and not model.has_probabilities:
+        raise UserError(f"model {model.path}: was exported without probabilities (--no-probabilities), "
+                        "which the two-class scores (MaxF, AP) need; export it again without that flag")
+    return {**score_model(model.serve, source, split, progress), "split": split, "model": str(model.path)}
 
 
 def read_prediction(path: Path, num_classes: int, form: str, shape) -> tuple[np.ndarray, np.ndarray | None]:

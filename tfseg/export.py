@@ -1,13 +1,24 @@
 """Export a trained model as a SavedModel that owns its whole inference path.
 
-The serving signature takes ``uint8`` RGB images of any height and width and runs
-:func:`tfseg.inference.make_inference_fn`: the training geometry and preprocessing
-(resize to ``data.resize``, CLAHE, normalisation), padding to the network's stride, the
-network, and the way back to the image's own size, softmax and argmax. Clients therefore
-need neither tfseg nor any knowledge of normalisation, input size or stride. A second
-endpoint, ``network_input``, returns the tensor the network is fed, for checking it
-against the training pipeline. Class names and palette travel with the model in
-``assets.extra/tfseg.json``.
+``tfseg export`` writes TF Serving's layout, one folder per version, never overwritten::
+
+    export/                 the model base path (TF Serving's --model_base_path)
+      1/  2/ ...            saved_model.pb  variables/  assets.extra/{tfseg.json, model.keras}
+
+Signatures (endpoints):
+
+* ``serving_default`` (also ``serve``): ``images`` uint8 ``[N, H, W, 3]`` RGB of any size;
+* ``serve_bytes``: ``image_bytes`` string ``[N]``, encoded PNG/JPEG decoded in the graph
+  with its EXIF orientation applied (what a REST client sends, base64-encoded);
+* ``network_input``: the tensor the network is fed, for checking it against training.
+
+Both serving signatures run :func:`tfseg.inference.make_inference_fn`: the training
+geometry and preprocessing (resize to ``data.resize``, CLAHE, normalisation), padding to
+the network's stride, the network, the way back to the image's own size, softmax and
+argmax; they return ``classes`` uint8 ``[N, H, W]`` and, unless exported without, the
+``probabilities`` float32 ``[N, H, W, C]``. Clients need neither tfseg nor any knowledge
+of normalisation, input size or stride. ``assets.extra/tfseg.json`` carries the class
+names, palette, preprocessing, preset, dataset, scores, tfseg version and commit.
 """
 
 from __future__ import annotations
@@ -16,25 +27,32 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import keras
 
-from tfseg.artifacts import METADATA_FILE
+from tfseg.artifacts import METADATA_FILE, MODEL_FILE
 from tfseg.config import DataConfig, RunConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
-from tfseg.inference import SERVING_INPUT, float32_model, make_inference_fn, make_network_input_fn
+from tfseg.inference import (BYTES_INPUT, SERVING_INPUT, float32_model, make_bytes_inference_fn,
+                             make_inference_fn, make_network_input_fn)
 from tfseg.models import model_stride
+
+KERAS_COPY = Path("assets.extra") / "model.keras"
+
 
 def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
                        data_config: DataConfig, stride: int, class_names, palette,
-                       extra: dict | None = None) -> Path:
+                       extra: dict | None = None, probabilities: bool = True,
+                       keras_file: Path | None = None) -> Path:
     """Writes the SavedModel to ``path``, which must not exist yet.
 
     The model is written into a temporary sibling directory and renamed into place, so
     ``path`` is either absent or a complete SavedModel, never a half-written one.
+    ``keras_file``, if given, is copied to ``assets.extra/model.keras``.
     """
     path = Path(path)
     if path.exists():
@@ -47,17 +65,23 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint("serve", make_inference_fn(model, data_config, stride),
-                             input_signature=[SERVING_INPUT])
+        inference_fn = make_inference_fn(model, data_config, stride, probabilities)
+        # The first endpoint is also the signature "serving_default".
+        archive.add_endpoint("serve", inference_fn, input_signature=[SERVING_INPUT])
+        archive.add_endpoint("serve_bytes", make_bytes_inference_fn(inference_fn),
+                             input_signature=[BYTES_INPUT])
         archive.add_endpoint("network_input", make_network_input_fn(data_config, stride),
                              input_signature=[SERVING_INPUT])
         archive.write_out(str(staging), verbose=False)
         metadata = {"class_names": list(class_names), "palette": [list(map(int, c)) for c in palette],
                     "resize": list(data_config.resize),
                     "preprocess": dataclasses.asdict(data_config.preprocess), "stride": stride,
+                    "outputs": ["classes", "probabilities"] if probabilities else ["classes"],
                     **(extra or {})}
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
+        if keras_file is not None:
+            shutil.copyfile(keras_file, staging / KERAS_COPY)
         publish_mode(staging)
         staging.rename(path)
     except BaseException:
@@ -66,13 +90,66 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
     return path
 
 
-def export_run(model: keras.Model, config: RunConfig, path: str | os.PathLike, class_names, palette) -> Path:
-    """Exports a model trained with ``config``: its geometry, preprocessing and stride.
+def next_version(base: Path) -> int:
+    """One more than the highest numbered version folder in ``base`` (1 if none)."""
+    numbers = [int(p.name) for p in base.iterdir() if p.name.isdigit()] if base.is_dir() else []
+    return max(numbers, default=0) + 1
 
-    The SavedModel computes in float32 whatever the training precision was.
+
+def source_commit() -> str | None:
+    """The git commit tfseg runs from: its checkout's HEAD, or the image's build revision."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        result = None
+    if result is not None and result.returncode == 0:
+        return result.stdout.strip()
+    return os.environ.get("TFSEG_GIT_COMMIT") or None
+
+
+def run_scores(run_dir: Path) -> dict:
+    """The scores ``tfseg evaluate`` wrote into a run directory, by split."""
+    scores = {}
+    for path in sorted(run_dir.glob("metrics_*.json")):
+        report = json.loads(path.read_text())
+        scores[path.stem.removeprefix("metrics_")] = {
+            key: report[key] for key in ("miou", "pixel_accuracy", "max_f", "average_precision") if key in report}
+    return scores
+
+
+def export_run(model: keras.Model, config: RunConfig, base: str | os.PathLike, class_names, palette, *,
+               version: int | None = None, probabilities: bool = True,
+               run_dir: Path | None = None) -> Path:
+    """Exports a model trained with ``config`` (its geometry, preprocessing and stride) as
+    version ``version`` (default: the next) under ``base``; returns the version folder.
+
+    The SavedModel computes in float32 whatever the training precision was. With
+    ``run_dir``, its ``model.keras`` travels along and its scores go into the metadata.
     """
+    from tfseg import __version__
+
+    base = Path(base)
+    if base.exists() and not base.is_dir():
+        raise UserError(f"export path {base}: exists and is not a folder")
+    if (base / "saved_model.pb").exists():
+        raise UserError(f"export path {base}: holds a SavedModel; give a folder for versions "
+                        "(TF Serving's model base path)")
+    version = next_version(base) if version is None else version
+    if version < 1:
+        raise UserError(f"--version {version}: versions are positive integers")
+    if (base / str(version)).exists():
+        raise UserError(f"export path {base / str(version)}: version {version} already exists; "
+                        "versions are never overwritten (leave --version out for the next one)")
+    extra = {"model": config.model.name, "preset": config.name, "dataset": config.data.source,
+             "version": version, "tfseg_version": __version__, "git_commit": source_commit()}
+    keras_file = None
+    if run_dir is not None:
+        extra["scores"] = run_scores(Path(run_dir))
+        keras_file = Path(run_dir) / MODEL_FILE
     model = float32_model(model, config.model, len(class_names))
     return export_saved_model(
-        model, path, data_config=config.data,
+        model, base / str(version), data_config=config.data,
         stride=model_stride(config.model.name, **config.model.options),
-        class_names=class_names, palette=palette, extra={"model": config.model.name})
+        class_names=class_names, palette=palette, extra=extra, probabilities=probabilities,
+        keras_file=keras_file)

@@ -21,6 +21,8 @@ from tfseg.models import build_model
 
 # What the inference path takes: a batch of uint8 RGB images of any one size.
 SERVING_INPUT = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+# Or a batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
+BYTES_INPUT = tf.TensorSpec([None], tf.string, name="image_bytes")
 
 
 def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:
@@ -48,9 +50,11 @@ def make_network_input_fn(data_config: DataConfig, stride: int):
     return network_input_fn
 
 
-def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int):
+def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
+                      probabilities: bool = True):
     """``images uint8 [N, H, W, 3]`` -> ``{"classes": uint8 [N, H, W],
-    "probabilities": float32 [N, H, W, num_classes]}``, at the images' own size.
+    "probabilities": float32 [N, H, W, num_classes]}``, at the images' own size
+    (``probabilities`` only when asked for).
 
     Logits, not probabilities, are resized back: the same as resizing the probabilities
     for the argmax of two classes, and closer to the network's own decision for more.
@@ -64,12 +68,28 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int):
         logits = tf.cast(logits, tf.float32)[:, :net_height, :net_width, :]
         if data_config.resize:
             logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
-        return {
-            "classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8),
-            "probabilities": tf.nn.softmax(logits, axis=-1),
-        }
+        outputs = {"classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8)}
+        if probabilities:
+            outputs["probabilities"] = tf.nn.softmax(logits, axis=-1)
+        return outputs
 
     return inference_fn
+
+
+def make_bytes_inference_fn(inference_fn):
+    """``image_bytes string [N]`` (encoded PNG/JPEG) -> ``inference_fn``'s outputs.
+
+    Each image is decoded and turned upright by its EXIF orientation in the graph
+    (:mod:`tfseg.encoded`); the images of one call must share a size once decoded.
+    """
+    from tfseg.encoded import decode_upright
+
+    def bytes_inference_fn(image_bytes):
+        images = tf.map_fn(decode_upright, image_bytes,
+                           fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        return inference_fn(images)
+
+    return bytes_inference_fn
 
 
 def float32_model(model: keras.Model, model_config: ModelConfig, num_classes: int) -> keras.Model:

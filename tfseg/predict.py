@@ -33,23 +33,45 @@ class PredictSummary:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def saved_model_dir(path: Path) -> Path:
+    """``path`` itself if it is a SavedModel, else its highest numbered version folder
+    (TF Serving's layout, as ``tfseg export`` writes it)."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
+    for _, version in reversed(versions):
+        if (version / "saved_model.pb").is_file():
+            return version
+    raise UserError(f"model {path}: not a SavedModel directory (no saved_model.pb, no version folder "
+                    "holding one); give the folder written by `tfseg export`")
+
+
 class SegmentationModel:
-    """An exported tfseg SavedModel: ``model(image uint8 [H, W, 3]) -> classes uint8 [H, W]``."""
+    """An exported tfseg SavedModel: ``model(image uint8 [H, W, 3]) -> classes uint8 [H, W]``.
+
+    ``path`` is a SavedModel folder or a model base folder of versions (the highest is used).
+    """
 
     def __init__(self, path: str | Path):
-        path = Path(path)
-        if not (path / "saved_model.pb").is_file():
-            raise UserError(f"model {path}: not a SavedModel directory (no saved_model.pb); "
-                            "give the folder written by `tfseg export`")
+        path = saved_model_dir(Path(path))
         metadata_path = path / METADATA_FILE
         if not metadata_path.is_file():
             raise UserError(f"model {path}: has no {METADATA_FILE}; was it written by `tfseg export`?")
         import tensorflow as tf
 
-        self.metadata = json.loads(metadata_path.read_text())
-        self.class_names = self.metadata["class_names"]
-        self.palette = np.asarray(self.metadata["palette"], np.uint8)
-        self._loaded = tf.saved_model.load(str(path))  # kept referenced: it owns the variables
+        try:
+            self.metadata = json.loads(metadata_path.read_text())
+            self.class_names = self.metadata["class_names"]
+            self.palette = np.asarray(self.metadata["palette"], np.uint8)
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError(f"model {path}: {METADATA_FILE} is unreadable ({err})") from None
+        self.path = path
+        self.has_probabilities = "probabilities" in self.metadata.get("outputs", ["probabilities"])
+        try:
+            self._loaded = tf.saved_model.load(str(path))  # kept referenced: it owns the variables
+        except Exception as err:  # protobuf's DecodeError, TensorFlow's errors, OSError...
+            reason = " ".join(str(err).split())[:200] or type(err).__name__
+            raise UserError(f"model {path}: cannot be loaded as a SavedModel ({reason})") from None
         self.serve = self._loaded.serve
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -130,6 +152,9 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
     if probabilities and len(model.class_names) != 2:
         raise UserError(f"--probabilities: model {model_path} has {len(model.class_names)} classes; "
                         "probability maps are written for two-class models")
+    if probabilities and not model.has_probabilities:
+        raise UserError(f"--probabilities: model {model.path} was exported without probabilities "
+                        "(--no-probabilities); export it again without that flag")
     stems = output_stems(images)
     targets = {p: (output_dir / "masks" / f"{stems[p]}.png", output_dir / "overlays" / f"{stems[p]}.png")
                + ((output_dir / "probabilities" / f"{kitti_submission_stem(stems[p])}.png",) if probabilities else ())
