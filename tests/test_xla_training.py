@@ -81,14 +81,14 @@ def test_batch_confusion_matrix_ignores_void_and_unknown_labels():
     assert np.asarray(batch_confusion_matrix(labels, logits, 2)).tolist() == [[0, 1], [0, 1]]
 
 
-def test_metrics_are_summed_across_replicas(tmp_path):
+def test_metrics_are_summed_across_replicas():
     """Under MirroredStrategy over two (logical CPU) devices each replica counts half of every
     batch; the reported scores must be those of the whole batches."""
     import subprocess
     import sys
     import textwrap
 
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
