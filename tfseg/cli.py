@@ -97,10 +97,11 @@ def cmd_predict(args) -> int:
         print(f"wrote {len(summary.written)} segmented frame(s) to {args.output}")
         return 0
     summary = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
-                             probabilities=args.probabilities)
-    print(f"wrote {len(summary.written)} mask(s) and overlay(s) to {args.output}")
+                             probabilities=args.probabilities, recursive=args.recursive,
+                             tile=args.tile, batch_size=args.batch_size)
     for path, reason in summary.failed:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"{summary.report()}; outputs in {args.output}")
     return 1 if summary.failed else 0
 
 
@@ -310,6 +311,14 @@ def build_parser() -> argparse.ArgumentParser:
                          help="two-class models: also write OUT/probabilities/<name>.png, the class-1 "
                               "probability as 0..255 (KITTI road: named um_road_000000.png, the "
                               "benchmark's submission format)")
+    predict.add_argument("--recursive", "-r", action="store_true",
+                         help="also segment the images in sub-folders; the outputs mirror them")
+    predict.add_argument("--tile", type=_tile_setting, default="auto",
+                         help="segment big images in overlapping tiles of N pixels with bounded memory: "
+                              "auto (images whose network input exceeds 2048x2048, tiles of 1024), "
+                              "off, or N for every image (default auto)")
+    predict.add_argument("--batch-size", type=int, default=4,
+                         help="images of one size segmented together (default 4)")
     predict.add_argument("--frame-masks", action="store_true",
                          help="video: also write each frame's mask to <name>_masks/NNNNNN.png")
     predict.set_defaults(func=cmd_predict)
@@ -329,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_parsers(commands)
     return parser
+
+
+def _tile_setting(text: str) -> str | int:
+    if text in ("auto", "off"):
+        return text
+    if text.isdigit() and int(text) >= 64:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: auto, off, or a tile size of at least 64 pixels")
 
 
 def _raise_interrupt(signum, frame):

@@ -10,7 +10,8 @@ Signatures (endpoints):
 * ``serving_default`` (also ``serve``): ``images`` uint8 ``[N, H, W, 3]`` RGB of any size;
 * ``serve_bytes``: ``image_bytes`` string ``[N]``, encoded PNG/JPEG decoded in the graph
   with its EXIF orientation applied (what a REST client sends, base64-encoded);
-* ``network_input``: the tensor the network is fed, for checking it against training.
+* ``network_input``: the tensor the network is fed, for checking it against training;
+* ``network``: the network alone on such a tensor (logits), for segmenting in tiles.
 
 Both serving signatures run :func:`tfseg.inference.make_inference_fn`: the training
 geometry and preprocessing (resize to ``data.resize``, CLAHE, normalisation), padding to
@@ -37,8 +38,9 @@ from tfseg.artifacts import METADATA_FILE, MODEL_FILE
 from tfseg.config import DataConfig, RunConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
-from tfseg.inference import (BYTES_INPUT, SERVING_INPUT, float32_model, make_bytes_inference_fn,
-                             make_inference_fn, make_network_input_fn)
+from tfseg.inference import (BYTES_INPUT, NETWORK_INPUT, SERVING_INPUT, float32_model,
+                             make_bytes_inference_fn, make_inference_fn, make_network_fn,
+                             make_network_input_fn)
 from tfseg.models import model_stride
 
 KERAS_COPY = Path("assets.extra") / "model.keras"
@@ -72,6 +74,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
                              input_signature=[BYTES_INPUT])
         archive.add_endpoint("network_input", make_network_input_fn(data_config, stride),
                              input_signature=[SERVING_INPUT])
+        archive.add_endpoint("network", make_network_fn(model), input_signature=[NETWORK_INPUT])
         archive.write_out(str(staging), verbose=False)
         metadata = {"class_names": list(class_names), "palette": [list(map(int, c)) for c in palette],
                     "resize": list(data_config.resize),

@@ -23,6 +23,8 @@ from tfseg.models import build_model
 SERVING_INPUT = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 # Or a batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
 BYTES_INPUT = tf.TensorSpec([None], tf.string, name="image_bytes")
+# What the network itself takes: network_input's output (or a tile of it).
+NETWORK_INPUT = tf.TensorSpec([None, None, None, 3], tf.float32, name="network_input")
 
 
 def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:
@@ -48,6 +50,16 @@ def make_network_input_fn(data_config: DataConfig, stride: int):
         return pad_to_multiple(network_input(images, data_config), stride)
 
     return network_input_fn
+
+
+def make_network_fn(model: keras.Model):
+    """``float32 [N, h, w, 3]`` (sides multiples of the stride) -> float32 logits
+    ``[N, h, w, num_classes]``: the network alone, for segmenting a big image in tiles."""
+
+    def network_fn(x):
+        return tf.cast(model(x, training=False), tf.float32)
+
+    return network_fn
 
 
 def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,

@@ -7,7 +7,11 @@ SavedModel written by :mod:`tfseg.export` is all it needs, which is what a deplo
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,21 +20,43 @@ import numpy as np
 from PIL import Image
 
 from tfseg.artifacts import METADATA_FILE
-from tfseg.data.files import read_rgb
 from tfseg.data.labels import full_palette
 from tfseg.evaluate import kitti_submission_stem, quantize_probability
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
+from tfseg.photos import Photo, PhotoError, photo_size, read_photo
 from tfseg.viz import overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 
 
+# --tile auto tiles an image whose network input is larger than this (pixels).
+TILE_AUTO_PIXELS = 2048 * 2048
+DEFAULT_TILE = 1024
+DEFAULT_BATCH = 4
+
+
 @dataclass
 class PredictSummary:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    converted: Counter = field(default_factory=Counter)  # e.g. {"16-bit": 3, "EXIF orientation": 2}
+    tiled: int = 0
+    seconds: float = 0.0
+
+    def report(self) -> str:
+        """One line: what was done, skipped (by reason) and converted, and how fast."""
+        rate = len(self.written) / self.seconds if self.seconds else 0.0
+        parts = [f"segmented {len(self.written)} image(s) in {self.seconds:.1f} s ({rate:.2f} img/s)"]
+        if self.tiled:
+            parts.append(f"{self.tiled} in tiles")
+        if self.failed:
+            reasons = Counter(reason.split(" (")[0] for _, reason in self.failed)
+            parts.append(f"skipped {len(self.failed)}: " + ", ".join(f"{n} {r}" for r, n in reasons.items()))
+        if self.converted:
+            parts.append("converted: " + ", ".join(f"{n} {kind}" for kind, n in sorted(self.converted.items())))
+        return "; ".join(parts)
 
 
 def saved_model_dir(path: Path) -> Path:
@@ -73,6 +99,28 @@ class SegmentationModel:
             reason = " ".join(str(err).split())[:200] or type(err).__name__
             raise UserError(f"model {path}: cannot be loaded as a SavedModel ({reason})") from None
         self.serve = self._loaded.serve
+        self.stride = int(self.metadata.get("stride", 1))
+        self.resize = list(self.metadata.get("resize") or [])
+
+    def network_pixels(self, height: int, width: int) -> int:
+        """How many pixels the network sees for an image of ``height`` x ``width``."""
+        return self.resize[0] * self.resize[1] if self.resize else height * width
+
+    def segment_tiled(self, image: np.ndarray, tile: int, probability_of: int | None = None):
+        """``image`` uint8 ``[H, W, 3]`` in overlapping tiles (:mod:`tfseg.tiling`) ->
+        ``(classes uint8 [H, W], probability float32 [H, W] or None)``."""
+        import tensorflow as tf
+
+        from tfseg.tiling import segment_in_tiles
+
+        network = getattr(self._loaded, "network", None)
+        if network is None:
+            raise UserError(f"model {self.path}: has no `network` endpoint for tiling; export it again")
+        return segment_in_tiles(
+            lambda x: self._loaded.network_input(x).numpy(), lambda x: network(x).numpy(), image,
+            resize=self.resize, stride=self.stride, tile=tile, margin=tile // 4,
+            num_classes=len(self.class_names), probability_of=probability_of,
+            resize_logits=lambda logits, size: tf.image.resize(logits, size, method="bilinear").numpy())
 
     def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """``images`` uint8 ``[N, H, W, 3]`` -> ``{"classes": uint8 [N, H, W],
@@ -84,34 +132,51 @@ class SegmentationModel:
         return self.serve(image[np.newaxis])["classes"].numpy()[0]
 
 
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The images in ``folder`` (and its sub-folders, with ``recursive``), sorted, and the
+    image-named entries that cannot be read: broken symbolic links."""
+    images, broken = [], []
+    for directory, subdirs, files in os.walk(folder, followlinks=False):
+        subdirs.sort()
+        if not recursive:
+            subdirs.clear()
+        for name in sorted(files):
+            path = Path(directory) / name
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if path.is_symlink() and not path.exists():
+                broken.append((path, f"a broken symbolic link (to {os.readlink(path)})"))
+            elif path.is_file():
+                images.append(path)
+    return sorted(images), broken
 
 
-def check_folders(input_dir: Path, output_dir: Path) -> list[Path]:
-    """Validates the input and output folders; returns the images to segment."""
+def check_folders(input_dir: Path, output_dir: Path, recursive: bool = False):
+    """Validates the input and output folders; returns the images to segment and the
+    broken links among them."""
     if not input_dir.exists():
         raise UserError(f"input {input_dir}: does not exist")
     if not input_dir.is_dir():
         raise UserError(f"input {input_dir}: is not a directory")
-    try:
-        images = list_images(input_dir)
-    except PermissionError:
-        raise UserError(f"input {input_dir}: cannot be read (permission denied)") from None
-    if not images:
-        raise UserError(f"input {input_dir}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    if not os.access(input_dir, os.R_OK | os.X_OK):
+        raise UserError(f"input {input_dir}: cannot be read (permission denied)")
+    images, broken = list_images(input_dir, recursive)
+    if not images and not broken:
+        where = " or its sub-folders" if recursive else " (--recursive looks in sub-folders)"
+        raise UserError(f"input {input_dir}: holds no images ({', '.join(IMAGE_SUFFIXES)}){where}")
     resolved_in, resolved_out = input_dir.resolve(), output_dir.resolve()
     if resolved_out == resolved_in or resolved_in in resolved_out.parents:
         raise UserError(f"output {output_dir}: must not be the input folder or inside it")
-    return images
+    return images, broken
 
 
-def output_stems(images: list[Path]) -> dict[Path, str]:
-    """One output name per image: its stem, or stem_suffix where two images share a stem."""
-    counts: dict[str, int] = {}
-    for p in images:
-        counts[p.stem] = counts.get(p.stem, 0) + 1
-    return {p: p.stem if counts[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in images}
+def output_names(images: list[Path], input_dir: Path) -> dict[Path, Path]:
+    """Each image's output name, relative and without suffix: its path under ``input_dir``,
+    with ``stem_suffix`` where two images of one folder share a stem."""
+    relative = {p: p.relative_to(input_dir) for p in images}
+    counts = Counter(r.with_suffix("") for r in relative.values())
+    return {p: r.with_suffix("") if counts[r.with_suffix("")] == 1
+            else r.with_name(f"{r.stem}_{r.suffix.lstrip('.').lower()}") for p, r in relative.items()}
 
 
 def write_mask(path: Path, classes: np.ndarray, palette: np.ndarray) -> None:
@@ -135,62 +200,159 @@ def write_probability(path: Path, probability: np.ndarray) -> None:
 
 
 def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: str | Path,
-                   overwrite: bool = False, progress: bool = True,
-                   probabilities: bool = False) -> PredictSummary:
-    """Writes ``output/masks/<stem>.png`` and ``output/overlays/<stem>.png`` per input image,
-    and with ``probabilities`` (two-class models) ``output/probabilities/<name>.png``: the
-    class-1 probability as 0..255, named for the KITTI road benchmark where the stem is a
-    KITTI image id (``um_000000`` -> ``um_road_000000.png``).
+                   overwrite: bool = False, progress: bool = True, probabilities: bool = False,
+                   recursive: bool = False, tile: str | int = "auto",
+                   batch_size: int = DEFAULT_BATCH) -> PredictSummary:
+    """Writes ``output/masks/<name>.png`` and ``output/overlays/<name>.png`` per input image
+    (``<name>`` keeps the sub-folders with ``recursive``), and with ``probabilities``
+    (two-class models) ``output/probabilities/<name>.png``: the class-1 probability as
+    0..255, named for the KITTI road benchmark where the stem is a KITTI image id
+    (``um_000000`` -> ``um_road_000000.png``).
 
-    Unreadable images are reported and skipped; the others are still segmented.
+    Photos are read upright and converted as :mod:`tfseg.photos` says; images of one size
+    are segmented in batches of ``batch_size``; an image whose network input exceeds
+    ``TILE_AUTO_PIXELS`` (``tile="auto"``), or any image (``tile=N``), is segmented in
+    tiles of N (default ``DEFAULT_TILE``) pixels. An image that cannot be read or runs
+    out of memory is reported in the summary and skipped; the others are still segmented.
     """
     from tqdm import tqdm
 
+    started = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    images = check_folders(input_dir, output_dir)
+    images, broken = check_folders(input_dir, output_dir, recursive)
     model = SegmentationModel(model_path)
+    probability_of = 1 if probabilities else None
     if probabilities and len(model.class_names) != 2:
         raise UserError(f"--probabilities: model {model_path} has {len(model.class_names)} classes; "
                         "probability maps are written for two-class models")
     if probabilities and not model.has_probabilities:
         raise UserError(f"--probabilities: model {model.path} was exported without probabilities "
                         "(--no-probabilities); export it again without that flag")
-    stems = output_stems(images)
-    targets = {p: (output_dir / "masks" / f"{stems[p]}.png", output_dir / "overlays" / f"{stems[p]}.png")
-               + ((output_dir / "probabilities" / f"{kitti_submission_stem(stems[p])}.png",) if probabilities else ())
-               for p in images}
-    existing = [t for paths in targets.values() for t in paths if t.exists()]
+    names = output_names(images, input_dir)
+    targets = {p: OutputPaths(output_dir, names[p], probabilities) for p in images}
+    existing = [t for paths in targets.values() for t in paths.all() if t.exists()]
     if existing and not overwrite:
         raise UserError(f"output {output_dir}: {len(existing)} file(s) already exist (e.g. {existing[0]}); "
                         "pass --overwrite or choose another --output")
     try:
-        for sub in ("masks", "overlays") + (("probabilities",) if probabilities else ()):
-            (output_dir / sub).mkdir(parents=True, exist_ok=True)
+        for folder in sorted({t.parent for paths in targets.values() for t in paths.all()}):
+            folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"output {output_dir}: cannot be created ({err.strerror})") from None
 
-    summary = PredictSummary()
-    for path in tqdm(images, desc="segmenting", unit="img", disable=not progress, file=sys.stderr):
-        try:
-            # The training sources' decoder: a JPEG gives the pixels training saw.
-            image = read_rgb(str(path))
-        except (UserError, OSError) as err:
-            summary.failed.append((path, str(err)))
-            tqdm.write(f"skipped {path}: {err}", file=sys.stderr)
-            continue
-        # One call; the probabilities are only copied out when they are written.
-        outputs = model.serve(image[np.newaxis])
-        classes = outputs["classes"].numpy()[0]
-        mask_path, overlay_path, *probability_path = targets[path]
-        try:
-            write_mask(mask_path, classes, model.palette)
-            write_rgb(overlay_path, overlay(image, classes, model.palette))
-            if probabilities:
-                write_probability(probability_path[0], outputs["probabilities"][0, ..., 1].numpy())
-        except OSError as err:
-            raise UserError(f"output {mask_path.parent.parent}: cannot write ({err})") from None
-        summary.written.append(mask_path)
+    summary = PredictSummary(failed=list(broken))
+    batches, unreadable = size_batches(images, batch_size)
+    summary.failed += unreadable
+    with ThreadPoolExecutor(max_workers=2) as pool, \
+            tqdm(total=len(images), desc="segmenting", unit="img", disable=not progress, file=sys.stderr) as bar:
+        writes = []
+        reading = pool.map(read_batch, batches)  # reads ahead while the model runs
+        for batch, (photos, failed) in zip(batches, reading):
+            summary.failed += failed
+            for path, photo, result in segment_batch(model, photos, tile, probability_of):
+                if isinstance(result, str):
+                    summary.failed.append((path, result))
+                    continue
+                summary.converted.update(photo.notes)
+                summary.tiled += result.tiled
+                writes.append((path, pool.submit(write_outputs, targets[path], photo.image, result, model.palette)))
+            bar.update(len(batch))
+        for path, done in writes:
+            try:
+                done.result()
+            except OSError as err:
+                raise UserError(f"output {output_dir}: cannot write ({err})") from None
+            summary.written.append(targets[path].mask)
+    summary.failed.sort()
+    summary.written.sort()
+    summary.seconds = time.perf_counter() - started
     return summary
+
+
+class OutputPaths:
+    """Where one image's outputs go."""
+
+    def __init__(self, output_dir: Path, name: Path, probabilities: bool):
+        self.mask = output_dir / "masks" / name.with_suffix(".png")
+        self.overlay = output_dir / "overlays" / name.with_suffix(".png")
+        self.probability = (output_dir / "probabilities" / name.with_name(f"{kitti_submission_stem(name.name)}.png")
+                            if probabilities else None)
+
+    def all(self) -> list[Path]:
+        return [self.mask, self.overlay] + ([self.probability] if self.probability else [])
+
+
+@dataclass
+class Segmented:
+    classes: np.ndarray  # uint8 [H, W]
+    probability: np.ndarray | None  # float32 [H, W], class 1
+    tiled: bool = False
+
+
+def size_batches(images: list[Path], batch_size: int) -> tuple[list[list[Path]], list[tuple[Path, str]]]:
+    """Images grouped by their (upright) size into batches, from their headers alone."""
+    by_size: dict[tuple[int, int], list[Path]] = {}
+    failed = []
+    for path in images:
+        try:
+            by_size.setdefault(photo_size(path), []).append(path)
+        except PhotoError as err:
+            failed.append((path, str(err)))
+    batches = [paths[i:i + batch_size] for _, paths in sorted(by_size.items()) for i in range(0, len(paths), batch_size)]
+    return batches, failed
+
+
+def read_batch(paths: list[Path]) -> tuple[list[tuple[Path, Photo]], list[tuple[Path, str]]]:
+    photos, failed = [], []
+    for path in paths:
+        try:
+            photos.append((path, read_photo(path)))
+        except PhotoError as err:
+            failed.append((path, str(err)))
+    return photos, failed
+
+
+def segment_batch(model: SegmentationModel, photos: list[tuple[Path, Photo]], tile: str | int,
+                  probability_of: int | None):
+    """Yields ``(path, photo, Segmented or the reason it failed)`` for each photo."""
+    import tensorflow as tf
+
+    whole, tiled = [], []
+    for path, photo in photos:
+        height, width = photo.image.shape[:2]
+        big = model.network_pixels(height, width) > TILE_AUTO_PIXELS
+        (tiled if tile != "off" and (tile != "auto" or big) else whole).append((path, photo))
+    tile_size = DEFAULT_TILE if tile in ("auto", "off") else int(tile)
+    same_size = len({p.image.shape for _, p in whole}) <= 1
+    groups = [whole] if whole and same_size else [[item] for item in whole]
+    for group in groups:
+        try:
+            outputs = model.serve(np.stack([photo.image for _, photo in group]))
+        except (tf.errors.ResourceExhaustedError, MemoryError):
+            if len(group) > 1:  # the batch was too big: one at a time
+                for item in group:
+                    yield from segment_batch(model, [item], tile, probability_of)
+                continue
+            yield group[0][0], group[0][1], f"out of memory (try --tile {tile_size // 2})"
+            continue
+        classes = outputs["classes"].numpy()
+        probability = outputs["probabilities"][..., probability_of].numpy() if probability_of is not None else None
+        for i, (path, photo) in enumerate(group):
+            yield path, photo, Segmented(classes[i], probability[i] if probability is not None else None)
+    for path, photo in tiled:
+        try:
+            classes, probability = model.segment_tiled(photo.image, tile_size, probability_of)
+        except (tf.errors.ResourceExhaustedError, MemoryError):
+            yield path, photo, f"out of memory in tiles of {tile_size} (try --tile {tile_size // 2})"
+            continue
+        yield path, photo, Segmented(classes, probability, tiled=True)
+
+
+def write_outputs(paths: OutputPaths, image: np.ndarray, result: Segmented, palette: np.ndarray) -> None:
+    write_mask(paths.mask, result.classes, palette)
+    write_rgb(paths.overlay, overlay(image, result.classes, palette))
+    if paths.probability is not None:
+        write_probability(paths.probability, result.probability)
 
 
 def predict_video(model_path: str | Path, video: str | Path, output_dir: str | Path,

@@ -102,6 +102,8 @@ def open_image(data: bytes, name: str) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             image.load()
         return image
+    except Image.UnidentifiedImageError:  # its message names the BytesIO object, not the file
+        raise UserError(f"{name}: not a readable image (unknown or unsupported format)") from None
     except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
         raise UserError(f"{name}: not a readable image ({err})") from None
 
