@@ -7,18 +7,10 @@
 ARG BASE_IMAGE=tensorflow/tensorflow:2.21.0-gpu
 FROM ${BASE_IMAGE}
 
+# Every ARG in scope is part of the build cache key of the RUN steps after it: only the
+# wheelhouse settings come before the dependency layer, the per-commit labels come last.
 ARG PIP_FIND_LINKS=
 ARG PIP_NO_INDEX=false
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG SOURCE=https://github.com/tfseg/tfseg
-
-LABEL org.opencontainers.image.title="tfseg" \
-      org.opencontainers.image.description="Semantic segmentation with TensorFlow and Keras 3: train, export, predict" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.licenses="Apache-2.0"
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -54,3 +46,15 @@ VOLUME ["/data", "/runs"]
 
 ENTRYPOINT ["tfseg"]
 CMD ["--help"]
+
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG SOURCE=https://github.com/tfseg/tfseg
+LABEL org.opencontainers.image.title="tfseg" \
+      org.opencontainers.image.description="Semantic segmentation with TensorFlow and Keras 3: train, export, predict" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# Recorded in exported models' metadata (tfseg.export.source_commit).
+ENV TFSEG_GIT_COMMIT=${REVISION}
