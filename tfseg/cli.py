@@ -135,7 +135,7 @@ def cmd_models(args) -> int:
 
 
 BENCHMARKS = {"pipeline": "tfseg.bench.pipeline", "train": "tfseg.bench.train_step",
-              "model": "tfseg.bench.model_step"}
+              "model": "tfseg.bench.model_step", "predict": "tfseg.bench.predict"}
 
 
 def cmd_bench(args) -> int:
@@ -331,9 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     bench = commands.add_parser("bench", help="benchmarks: input pipeline vs OpenCV; train step by "
-                                              "precision/XLA; model steps on Keras/JAX (vs PyTorch)")
+                                              "precision/XLA; model steps on Keras/JAX (vs PyTorch); "
+                                              "predict vs the model alone")
     bench.add_argument("which", choices=tuple(BENCHMARKS))
-    bench.add_argument("options", nargs=argparse.REMAINDER, help="see tfseg bench pipeline|train|model --help")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="see tfseg bench pipeline|train|model|predict --help")
     bench.set_defaults(func=cmd_bench)
 
     _add_data_parsers(commands)

@@ -1,0 +1,131 @@
+"""``tfseg bench predict``: how much of the model's own speed ``tfseg predict`` delivers.
+
+Two candidates, side by side in one process and in alternating rounds (machines are
+shared and noisy, so the ratio taken within a round is the number to read):
+
+* **model only** -- the SavedModel's ``serve`` on images already decoded in memory, in
+  batches of same-size images, as predict batches them; nothing read or written;
+* **tfseg predict** -- :func:`tfseg.predict.predict_folder` on the PNG files: listing,
+  header reads, decoding, the model, and writing masks and overlays.
+
+The images are KITTI-sized PNGs (:mod:`.staging`: copies of real KITTI Road images where
+a folder or the shared sample is found, else generated road scenes). The model is a
+preset's network with random weights, exported with the preset's geometry and
+preprocessing (the speed does not depend on the weights), or a given SavedModel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tfseg.bench.host import describe_cpu, load_average
+from tfseg.bench.report import write_json
+from tfseg.bench.staging import stage_kitti_tree
+from tfseg.bench.stats import ratio_summary, summary
+
+
+def export_preset_model(preset: str, path: Path, overrides: list[str] = ()) -> Path:
+    """The preset's network, random weights, exported as ``tfseg export`` would."""
+    from tfseg.config import load_config
+    from tfseg.data.sources import SOURCES
+    from tfseg.export import export_saved_model
+    from tfseg.models import build_model, model_stride
+
+    config = load_config(preset, overrides)
+    if "encoder_weights" in config.model.options:  # pretrained weights need a download
+        config.model.options["encoder_weights"] = None
+    names = SOURCES[config.data.source].class_names
+    model = build_model(config.model.name, len(names), **config.model.options)
+    palette = np.zeros((len(names), 3), np.uint8)
+    return export_saved_model(model, path, data_config=config.data,
+                              stride=model_stride(config.model.name, **config.model.options),
+                              class_names=names, palette=palette)
+
+
+def model_only(model, arrays: list[np.ndarray], batch_size: int) -> float:
+    """Seconds for ``serve`` over ``arrays``, in batches of same-size images."""
+    by_size: dict[tuple, list[np.ndarray]] = {}
+    for array in arrays:
+        by_size.setdefault(array.shape, []).append(array)
+    started = time.perf_counter()
+    for group in by_size.values():
+        for i in range(0, len(group), batch_size):
+            model.serve(np.stack(group[i:i + batch_size]))["classes"].numpy()
+    return time.perf_counter() - started
+
+
+def bench_predict(model_path: str | None = None, preset: str = "kitti_unet", data_dir: str | None = None,
+                  num_images: int = 100, rounds: int = 3, batch_size: int = 4, synthetic: bool = False,
+                  output_json: str | None = None) -> dict:
+    from tfseg.photos import read_photo
+    from tfseg.predict import SegmentationModel, predict_folder
+
+    work = Path(tempfile.mkdtemp(prefix="tfseg-bench-predict-"))
+    try:
+        root, origin = stage_kitti_tree(work / "kitti", num_images, data_dir=data_dir, synthetic=synthetic)
+        images = root / "training" / "image_2"
+        if model_path is None:
+            model_path = str(export_preset_model(preset, work / "model"))
+            model_label = f"{preset} (random weights)"
+        else:
+            model_label = model_path
+        model = SegmentationModel(model_path)
+        arrays = [read_photo(p).image for p in sorted(images.iterdir())]
+        # Warm-up: every image size once through both paths (tracing, kernel selection).
+        model_only(model, arrays[:batch_size], batch_size)
+        predict_folder(model_path, images, work / "warmup", progress=False, batch_size=batch_size)
+        model_rates, predict_rates = [], []
+        for round_index in range(rounds):
+            model_rates.append(len(arrays) / model_only(model, arrays, batch_size))
+            summary_ = predict_folder(model_path, images, work / f"out{round_index}", progress=False,
+                                      batch_size=batch_size)
+            assert len(summary_.written) == len(arrays) and not summary_.failed
+            predict_rates.append(len(arrays) / summary_.seconds)
+        result = {
+            "images": origin, "num_images": num_images, "model": model_label, "batch_size": batch_size,
+            "host": describe_cpu(), "load_average": load_average(),
+            "model_only_images_per_s": summary(model_rates),
+            "predict_images_per_s": summary(predict_rates),
+            "predict_over_model": ratio_summary(predict_rates, model_rates),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # this benchmark's own temporary folder
+    if output_json:
+        write_json(output_json, result)
+    return result
+
+
+def format_result(result: dict) -> str:
+    lines = [f"tfseg bench predict: {result['num_images']} images ({result['images']}), model {result['model']}, "
+             f"batch {result['batch_size']}",
+             f"{'candidate':<16} {'img/s (median)':>15} {'rounds':>30}"]
+    for key, label in (("model_only_images_per_s", "model only"), ("predict_images_per_s", "tfseg predict")):
+        values = result[key]
+        lines.append(f"{label:<16} {values['median']:>15.2f} {', '.join(f'{v:.2f}' for v in values['rounds']):>30}")
+    ratio = result["predict_over_model"]
+    lines.append(f"tfseg predict / model only: {ratio['median']:.3f} (per round: "
+                 f"{', '.join(f'{r:.3f}' for r in ratio['rounds'])})")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tfseg bench predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="a SavedModel from `tfseg export` (default: the preset's network)")
+    parser.add_argument("--preset", default="kitti_unet", help="whose network and geometry (default kitti_unet)")
+    parser.add_argument("--data-dir", help="KITTI Road folder or data_road.zip to copy images from")
+    parser.add_argument("--synthetic", action="store_true", help="generated road scenes instead of KITTI images")
+    parser.add_argument("--num-images", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--json", help="also write the result as JSON")
+    args = parser.parse_args(argv)
+    result = bench_predict(args.model, args.preset, args.data_dir, args.num_images, args.rounds,
+                           args.batch_size, args.synthetic, args.json)
+    print(format_result(result))
+    return 0
