@@ -85,6 +85,13 @@ def cmd_export(args) -> int:
     path = export_run(run.model(), run.config, output, run.class_names, run.palette,
                       version=args.version, probabilities=args.probabilities, run_dir=run.directory)
     print(f"exported SavedModel to {path}")
+    if args.tflite or args.onnx:
+        from tfseg.runtimes import export_runtimes
+
+        for name, check in export_runtimes(path, args.tflite, args.onnx).items():
+            figures = (f"classes agree on {100 * check['class_agreement']:.3f} % of pixels, probabilities "
+                       f"within {check['max_probability_difference']:.2g}" if check["checked"] else check["why"])
+            print(f"wrote {path / 'assets.extra' / name} ({check['bytes']:,} bytes): {figures}")
     return 0
 
 
@@ -295,6 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(default: RUN_DIR/export)")
     export.add_argument("--version", type=int, help="version number (default: one more than the highest "
                                                     "there); an existing version is never overwritten")
+    export.add_argument("--tflite", action="store_true",
+                        help="also write TensorFlow Lite models (float32 and float16) beside it, checked "
+                             "against the SavedModel (not for models trained with CLAHE)")
+    export.add_argument("--onnx", action="store_true",
+                        help="also write an ONNX model (needs tf2onnx; checked with onnxruntime if installed)")
     export.add_argument("--no-probabilities", dest="probabilities", action="store_false",
                         help="return the class map only (smaller responses); predict --probabilities and "
                              "two-class evaluate scores then need another export")

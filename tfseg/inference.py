@@ -34,12 +34,17 @@ def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:
     possible while the padding is smaller than the image, so tiny images get zeros instead.
     """
     height, width = tf.shape(x)[1], tf.shape(x)[2]
-    pad_h, pad_w = (-height) % stride, (-width) % stride
+    # (stride - size % stride) % stride rather than (-size) % stride: the same numbers, with
+    # no negative operand, whose modulo other runtimes (ONNX) may take C's way.
+    pad_h, pad_w = (stride - height % stride) % stride, (stride - width % stride) % stride
     paddings = [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]
     can_reflect = tf.logical_and(pad_h < height, pad_w < width)
-    return tf.cond(can_reflect,
-                   lambda: tf.pad(x, paddings, mode="REFLECT"),
-                   lambda: tf.pad(x, paddings))
+    padded = tf.cond(can_reflect,
+                     lambda: tf.pad(x, paddings, mode="REFLECT"),
+                     lambda: tf.pad(x, paddings))
+    # The branches' dynamic paddings lose the static channel count, which converters
+    # (TFLite) need for the convolutions after; a reshape states it in the graph itself.
+    return tf.reshape(padded, tf.concat([tf.shape(padded)[:3], [x.shape[-1]]], axis=0))
 
 
 def make_network_input_fn(data_config: DataConfig, stride: int):

@@ -32,7 +32,9 @@ IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 def resize_image(images: tf.Tensor, size) -> tf.Tensor:
     """uint8 ``[..., H, W, 3]`` -> uint8 ``[..., size[0], size[1], 3]``: bilinear with half-pixel
     centres and no antialiasing, rounded back to uint8, so that CLAHE sees integers."""
-    resized = tf.image.resize(images, size, method="bilinear")
+    # Cast first (exact for uint8): the same result, and an op every runtime has (TFLite's
+    # built-in bilinear resize takes floats only).
+    resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
     return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
 
