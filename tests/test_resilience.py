@@ -305,3 +305,20 @@ def test_tf_config_counts_workers():
         tf_config_workers({"TF_CONFIG": "[1, 2"})
 
 
+
+
+@pytest.mark.parametrize("message, gist", [
+    ("Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks are unhealthy "
+     "(stopped sending heartbeats):\n/job:worker/replica:0/task:1\nThe tasks have crashed.",
+     "/job:worker/replica:0/task:1 stopped sending heartbeats"),
+    ("Graph execution error:\n\nDetected at node x\nSocket closed\nAdditional GRPC error information from remote "
+     "target /job:worker/replica:0/task:1 while calling /tensorflow.WorkerService/RecvBuf:\n:UNKNOWN:Error received "
+     "from peer  {grpc_status:14, grpc_message:\"Socket closed\"}\n\t [[{{node adam/CollectiveReduceV2}}]]",
+     "/job:worker/replica:0/task:1: Socket closed"),
+    ("Graph execution error:\n\nDetected at node x\nsomething else went wrong\n\t [[{{node y}}]]",
+     "something else went wrong"),
+])
+def test_a_lost_worker_is_named_without_the_graph_trace(message, gist):
+    from tfseg.train import worker_loss
+
+    assert worker_loss(message) == gist

@@ -30,12 +30,11 @@ from tfseg import config as config_lib
 from tfseg.artifacts import CONFIG_FILE, LABELS_FILE, MODEL_FILE, SPLIT_FILE
 from tfseg.checkpoints import Position, TrainingCheckpoints
 from tfseg.config import RunConfig
-from tfseg.data.pipeline import build_dataset
+from tfseg.data.check import pipeline_error
+from tfseg.data.pipeline import build_dataset, cached_examples
 from tfseg.data.sources import make_source
 from tfseg.data.splits import write_split_record
 from tfseg.errors import UserError
-from tfseg.data.check import pipeline_error
-from tfseg.data.pipeline import cached_examples
 from tfseg.fileio import atomic_path, write_text
 from tfseg.history import History
 from tfseg.interrupts import StopRequest
@@ -50,6 +49,7 @@ RESUMABLE = ("train.learning_rate", "train.checkpoint_steps", "train.checkpoint_
              "train.worker_timeout_seconds")
 CHECKPOINT_DIR = "checkpoints"
 BEST_FILE = "checkpoints/best.keras"
+
 
 def resolved_comment(resolved: dict) -> str:
     """YAML comment lines recording what "auto" settings became on this machine.
@@ -139,6 +139,21 @@ def _lookup(mapping: dict, dotted: str):
     return mapping
 
 
+def worker_loss(message: str) -> str:
+    """The gist of a collective operation's failure: which worker stopped and how (from
+    TensorFlow's heartbeats or gRPC's report), without the graph trace around it."""
+    text = " ".join(message.split())
+    unhealthy = re.search(r"tasks are unhealthy \(stopped sending heartbeats\):\s*(\S+)", text)
+    if unhealthy:
+        return f"{unhealthy[1]} stopped sending heartbeats"
+    remote = re.search(r"remote target (/job:\S+).*?grpc_message:\s*\"([^\"]*)\"", text)
+    if remote:
+        return f"{remote[1]}: {remote[2]}"
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not line.strip().startswith(("[[", "Detected at node", "File ", "Graph execution"))]
+    return (lines[-1] if lines else "no message")[:300]
+
+
 def earlier_changes(config_path: Path) -> list[str]:
     """The "# changed on resumption" lines of an unfinished run's config.yaml."""
     if not config_path.is_file():
@@ -222,8 +237,7 @@ def train(config: RunConfig, verbose: int = 2,
                 tf.errors.CancelledError) as err:
             if strategy.num_replicas_in_sync == 1 and writer:
                 raise
-            reason = re.sub(r"\{\{.*?\}\}\s*", "", " ".join(err.message.split()))[:300]
-            raise UserError(f"multi-worker training lost a worker ({type(err).__name__}: {reason}); "
+            raise UserError(f"multi-worker training lost a worker ({worker_loss(err.message)}); "
                             "the same command on every worker resumes from the last checkpoint") from None
 
     if writer:
