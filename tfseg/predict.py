@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,11 +243,24 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
     summary = PredictSummary(failed=list(broken))
     batches, unreadable = size_batches(images, batch_size)
     summary.failed += unreadable
+    # Two threads read the next batch and write finished outputs while the model runs;
+    # one batch is read ahead and a bounded number of writes wait, so memory stays bounded.
+    pending: deque = deque()
+
+    def finish_write():
+        path, done = pending.popleft()
+        try:
+            done.result()
+        except OSError as err:
+            raise UserError(f"output {output_dir}: cannot write ({err})") from None
+        summary.written.append(targets[path].mask)
+
     with ThreadPoolExecutor(max_workers=2) as pool, \
             tqdm(total=len(images), desc="segmenting", unit="img", disable=not progress, file=sys.stderr) as bar:
-        writes = []
-        reading = pool.map(read_batch, batches)  # reads ahead while the model runs
-        for batch, (photos, failed) in zip(batches, reading):
+        reading = pool.submit(read_batch, batches[0]) if batches else None
+        for index, batch in enumerate(batches):
+            photos, failed = reading.result()
+            reading = pool.submit(read_batch, batches[index + 1]) if index + 1 < len(batches) else None
             summary.failed += failed
             for path, photo, result in segment_batch(model, photos, tile, probability_of):
                 if isinstance(result, str):
@@ -255,14 +268,12 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
                     continue
                 summary.converted.update(photo.notes)
                 summary.tiled += result.tiled
-                writes.append((path, pool.submit(write_outputs, targets[path], photo.image, result, model.palette)))
+                pending.append((path, pool.submit(write_outputs, targets[path], photo.image, result, model.palette)))
+            while len(pending) > 2 * batch_size:
+                finish_write()
             bar.update(len(batch))
-        for path, done in writes:
-            try:
-                done.result()
-            except OSError as err:
-                raise UserError(f"output {output_dir}: cannot write ({err})") from None
-            summary.written.append(targets[path].mask)
+        while pending:
+            finish_write()
     summary.failed.sort()
     summary.written.sort()
     summary.seconds = time.perf_counter() - started
