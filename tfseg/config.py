@@ -183,6 +183,27 @@ class TrainConfig:
 
 
 @dataclass
+class LossConfig:
+    """The training loss (tfseg.losses): a weighted sum of terms."""
+
+    # term -> weight; terms: cross_entropy, focal, dice, jaccard, tversky, focal_tversky.
+    # E.g. {cross_entropy: 1.0, dice: 1.0} (for two classes: BCE + Dice).
+    terms: dict = field(default_factory=lambda: {"cross_entropy": 1.0})
+    # Weights of the pixel terms per class: null, median_frequency, inverse_frequency (both
+    # computed on the training split, as `tfseg data stats` does, and kept in the run
+    # directory), or a list with one number per class.
+    class_weights: str | list | None = None
+    focal_gamma: float = 2.0
+    tversky_alpha: float = 0.3
+    tversky_beta: float = 0.7
+    focal_tversky_gamma: float = 0.75
+    # Region terms over "all" classes, or "foreground" (all but class 0: the binary form
+    # for two classes); smooth keeps classes absent from a batch finite.
+    region_classes: str = "all"
+    smooth: float = 1.0
+
+
+@dataclass
 class ExportConfig:
     # Relative paths are resolved inside the run directory.
     path: str = "export"
@@ -195,6 +216,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
 SOURCE_NAMES = ("synthetic", "kitti_road", "voc2012", "voc2007", "voc_aug", "folder")
@@ -207,6 +229,7 @@ CHOICES = {
     "train.jit_compile": ("auto", "on", "off"),
     "train.distribute": ("auto", "mirrored", "multi_worker", "none"),
     "data.folder.mask_format": ("index", "palette", "binary", "color"),
+    "loss.region_classes": ("all", "foreground"),
 }
 
 
@@ -391,8 +414,37 @@ def validate(config: RunConfig) -> None:
                        "data.folder.val_fraction": config.data.folder.val_fraction}.items():
         if not 0.0 < value < 1.0:
             raise ConfigError(f"{key}: must lie strictly between 0 and 1, got {value}")
+    validate_loss(config.loss)
     if not 0.0 <= config.train.final_learning_rate_fraction <= 1.0:
         raise ConfigError("train.final_learning_rate_fraction: must lie in [0, 1]")
+
+
+CLASS_WEIGHTINGS = ("median_frequency", "inverse_frequency")
+LOSS_TERMS = ("cross_entropy", "focal", "dice", "jaccard", "tversky", "focal_tversky")
+
+
+def validate_loss(loss: LossConfig) -> None:
+    if not loss.terms:
+        raise ConfigError("loss.terms: give at least one term, e.g. {cross_entropy: 1.0}")
+    for name, weight in loss.terms.items():
+        if name not in LOSS_TERMS:
+            raise ConfigError(f"loss.terms: unknown term {name!r}; choose from {', '.join(LOSS_TERMS)}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            raise ConfigError(f"loss.terms.{name}: the weight must be a positive number, got {weight!r}")
+    weights = loss.class_weights
+    if isinstance(weights, str):
+        if weights not in CLASS_WEIGHTINGS:
+            raise ConfigError(f"loss.class_weights: {weights!r} is not one of {', '.join(CLASS_WEIGHTINGS)}, "
+                              "a list of numbers or null")
+    elif weights is not None and not (isinstance(weights, list) and weights and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in weights)):
+        raise ConfigError(f"loss.class_weights: expected {', '.join(CLASS_WEIGHTINGS)}, a list of "
+                          f"non-negative numbers or null, got {weights!r}")
+    for key in ("tversky_alpha", "tversky_beta", "focal_gamma", "smooth"):
+        if getattr(loss, key) < 0:
+            raise ConfigError(f"loss.{key}: must be >= 0, got {getattr(loss, key)}")
+    if loss.focal_tversky_gamma <= 0:
+        raise ConfigError(f"loss.focal_tversky_gamma: must be positive, got {loss.focal_tversky_gamma}")
 
 
 def load_config(preset: str | None = None, overrides: typing.Iterable[str] = ()) -> RunConfig:

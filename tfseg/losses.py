@@ -1,4 +1,31 @@
-"""Losses on logits that ignore the void label."""
+"""Segmentation losses on logits that ignore the void label.
+
+Every loss takes ``y_true`` ``[B, H, W]`` integer class ids (any int dtype; ``ignore_index``,
+255, is void) and ``y_pred`` ``[B, H, W, C]`` logits, computes in float32 whatever the
+policy, and returns one scalar per batch. They are plain tensor code (``keras.ops``), so
+they compile into an XLA train step.
+
+Pixel losses (means over the *valid pixels of the whole batch*):
+
+* :class:`MaskedSparseCrossEntropy` -- softmax cross-entropy, optionally class-weighted:
+  ``sum(w[y] * ce) / sum(w[y])`` (the weighted mean PyTorch's ``CrossEntropyLoss`` takes).
+  For two classes it is exactly the binary cross-entropy of the class-1 probability.
+* :class:`FocalLoss` -- ``(1 - p_t) ** gamma * ce`` (Lin et al. 2017), optionally weighted.
+
+Region losses (soft, on softmax probabilities ``p`` and one-hot labels ``y``, summed over
+the batch's valid pixels per class, then averaged over the chosen classes; ``smooth``
+keeps empty classes finite):
+
+* :class:`DiceLoss` -- ``1 - (2 sum(p y) + s) / (sum(p) + sum(y) + s)``;
+* :class:`JaccardLoss` -- soft IoU: ``1 - (sum(p y) + s) / (sum(p) + sum(y) - sum(p y) + s)``;
+* :class:`TverskyLoss` -- ``TI = (TP + s) / (TP + alpha FP + beta FN + s)``, loss
+  ``(1 - TI) ** gamma`` (gamma 1: Tversky, Salehi et al. 2017; gamma < 1: focal Tversky,
+  Abraham & Khan 2019).
+
+``classes="foreground"`` leaves class 0 out of a region loss: for two classes that is the
+binary form (class 1 only). :class:`CombinedLoss` is a weighted sum, e.g. cross-entropy +
+Dice; :func:`make_loss` builds it from ``config.loss``.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +34,196 @@ from keras import ops
 
 from tfseg.data.labels import VOID
 
+PIXEL_TERMS = ("cross_entropy", "focal")
+REGION_TERMS = ("dice", "jaccard", "tversky", "focal_tversky")
+TERMS = PIXEL_TERMS + REGION_TERMS
 
-@keras.saving.register_keras_serializable(package="tfseg")
-class MaskedSparseCrossEntropy(keras.losses.Loss):
-    """Softmax cross-entropy averaged over the pixels whose label is not ``ignore_index``.
 
-    ``y_true``: ``[B, H, W]`` integer class ids (any int dtype, uint8 included).
-    ``y_pred``: ``[B, H, W, C]`` logits (computed in float32 whatever the policy).
-    Returns one scalar per batch: the mean over *valid pixels of the whole batch*, so an
-    image with many void pixels does not weigh more per pixel than a fully labelled one.
-    A batch without any valid pixel has loss 0 rather than NaN.
-    """
+def _valid(y_true, ignore_index):
+    """``(labels int32 with void replaced by 0, valid float32 mask)``, both ``[B, H, W]``."""
+    y_true = ops.cast(y_true, "int32")
+    valid = ops.not_equal(y_true, ignore_index)
+    return ops.where(valid, y_true, ops.zeros_like(y_true)), ops.cast(valid, "float32")
 
-    def __init__(self, ignore_index: int = VOID, name: str = "masked_sparse_cross_entropy", **kwargs):
-        # The batch reduction happens in call(); Keras must not average a second time.
+
+def _class_weights_per_pixel(labels, class_weights):
+    if class_weights is None:
+        return None
+    return ops.take(ops.convert_to_tensor(class_weights, "float32"), labels)
+
+
+class _SegmentationLoss(keras.losses.Loss):
+    """The batch reduction happens in ``call``: Keras must not average a second time."""
+
+    def __init__(self, name: str, ignore_index: int = VOID, **kwargs):
         kwargs.pop("reduction", None)
         super().__init__(name=name, reduction="none", **kwargs)
         self.ignore_index = ignore_index
 
-    def call(self, y_true, y_pred):
-        y_true = ops.cast(y_true, "int32")
-        y_pred = ops.cast(y_pred, "float32")
-        valid = ops.not_equal(y_true, self.ignore_index)
-        safe_labels = ops.where(valid, y_true, ops.zeros_like(y_true))
-        per_pixel = ops.sparse_categorical_crossentropy(safe_labels, y_pred, from_logits=True)
-        weights = ops.cast(valid, "float32")
-        return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), 1.0)
-
     def get_config(self):
         return {"ignore_index": self.ignore_index, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class MaskedSparseCrossEntropy(_SegmentationLoss):
+    """Softmax cross-entropy averaged over the valid pixels of the batch, so an image with
+    many void pixels does not weigh more per pixel than a fully labelled one; with
+    ``class_weights`` (one per class) the weighted mean. A batch without any valid pixel
+    has loss 0 rather than NaN."""
+
+    def __init__(self, ignore_index: int = VOID, class_weights: list[float] | None = None,
+                 name: str = "masked_sparse_cross_entropy", **kwargs):
+        super().__init__(name, ignore_index, **kwargs)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def call(self, y_true, y_pred):
+        labels, weights = _valid(y_true, self.ignore_index)
+        per_pixel = ops.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"), from_logits=True)
+        class_weights = _class_weights_per_pixel(labels, self.class_weights)
+        if class_weights is not None:
+            weights = weights * class_weights
+        return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), 1e-12 if class_weights is not None else 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights}
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class FocalLoss(_SegmentationLoss):
+    """``(1 - p_t) ** gamma * cross-entropy``, averaged (class-weighted, if given) over the
+    valid pixels: confident, easy pixels count less."""
+
+    def __init__(self, gamma: float = 2.0, ignore_index: int = VOID, class_weights: list[float] | None = None,
+                 name: str = "focal", **kwargs):
+        super().__init__(name, ignore_index, **kwargs)
+        self.gamma = float(gamma)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+
+    def call(self, y_true, y_pred):
+        labels, weights = _valid(y_true, self.ignore_index)
+        logits = ops.cast(y_pred, "float32")
+        ce = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        p_true = ops.exp(-ce)
+        per_pixel = ops.power(ops.maximum(1.0 - p_true, 0.0), self.gamma) * ce
+        class_weights = _class_weights_per_pixel(labels, self.class_weights)
+        if class_weights is not None:
+            weights = weights * class_weights
+        return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), 1e-12 if class_weights is not None else 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "gamma": self.gamma, "class_weights": self.class_weights}
+
+
+class _RegionLoss(_SegmentationLoss):
+    """Soft per-class sums over the batch's valid pixels: ``(TP, sum p, sum y)``."""
+
+    def __init__(self, name: str, classes: str = "all", smooth: float = 1.0, ignore_index: int = VOID, **kwargs):
+        super().__init__(name, ignore_index, **kwargs)
+        if classes not in ("all", "foreground"):
+            raise ValueError(f"classes: 'all' or 'foreground', got {classes!r}")
+        self.classes, self.smooth = classes, float(smooth)
+
+    def sums(self, y_true, y_pred):
+        labels, valid = _valid(y_true, self.ignore_index)
+        num_classes = y_pred.shape[-1]
+        probabilities = ops.softmax(ops.cast(y_pred, "float32"), axis=-1) * valid[..., None]
+        one_hot = ops.one_hot(labels, num_classes, dtype="float32") * valid[..., None]
+        axes = tuple(range(len(y_pred.shape) - 1))
+        true_positive = ops.sum(probabilities * one_hot, axis=axes)
+        predicted, actual = ops.sum(probabilities, axis=axes), ops.sum(one_hot, axis=axes)
+        if self.classes == "foreground":
+            true_positive, predicted, actual = true_positive[1:], predicted[1:], actual[1:]
+        return true_positive, predicted, actual
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes, "smooth": self.smooth}
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class DiceLoss(_RegionLoss):
+    def __init__(self, classes: str = "all", smooth: float = 1.0, name: str = "dice", **kwargs):
+        super().__init__(name, classes, smooth, **kwargs)
+
+    def call(self, y_true, y_pred):
+        tp, predicted, actual = self.sums(y_true, y_pred)
+        return 1.0 - ops.mean((2.0 * tp + self.smooth) / (predicted + actual + self.smooth))
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class JaccardLoss(_RegionLoss):
+    def __init__(self, classes: str = "all", smooth: float = 1.0, name: str = "jaccard", **kwargs):
+        super().__init__(name, classes, smooth, **kwargs)
+
+    def call(self, y_true, y_pred):
+        tp, predicted, actual = self.sums(y_true, y_pred)
+        return 1.0 - ops.mean((tp + self.smooth) / (predicted + actual - tp + self.smooth))
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class TverskyLoss(_RegionLoss):
+    """``alpha`` weighs false positives, ``beta`` false negatives (beta > alpha favours
+    recall); ``gamma`` != 1 makes it the focal Tversky loss."""
+
+    def __init__(self, alpha: float = 0.3, beta: float = 0.7, gamma: float = 1.0, classes: str = "all",
+                 smooth: float = 1.0, name: str = "tversky", **kwargs):
+        super().__init__(name, classes, smooth, **kwargs)
+        self.alpha, self.beta, self.gamma = float(alpha), float(beta), float(gamma)
+
+    def call(self, y_true, y_pred):
+        tp, predicted, actual = self.sums(y_true, y_pred)
+        false_positive, false_negative = predicted - tp, actual - tp
+        index = (tp + self.smooth) / (tp + self.alpha * false_positive + self.beta * false_negative + self.smooth)
+        return ops.mean(ops.power(ops.maximum(1.0 - index, 0.0), self.gamma))
+
+    def get_config(self):
+        return {**super().get_config(), "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma}
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class CombinedLoss(keras.losses.Loss):
+    """``sum(weight * loss)`` over ``terms``, a list of ``(weight, loss)``."""
+
+    def __init__(self, terms, name: str = "combined", **kwargs):
+        kwargs.pop("reduction", None)
+        super().__init__(name=name, reduction="none", **kwargs)
+        self.terms = [(float(weight), keras.saving.deserialize_keras_object(loss) if isinstance(loss, dict) else loss)
+                      for weight, loss in terms]
+
+    def call(self, y_true, y_pred):
+        return sum(weight * loss.call(y_true, y_pred) for weight, loss in self.terms)
+
+    def get_config(self):
+        return {"name": self.name,
+                "terms": [[weight, keras.saving.serialize_keras_object(loss)] for weight, loss in self.terms]}
+
+
+def make_loss(config, num_classes: int, class_weights: list[float] | None = None) -> keras.losses.Loss:
+    """The loss ``config`` (a :class:`tfseg.config.LossConfig`) describes: one term, or the
+    weighted sum of several. ``class_weights`` go to the pixel terms."""
+    terms = []
+    for name, weight in config.terms.items():
+        if name == "cross_entropy":
+            loss = MaskedSparseCrossEntropy(class_weights=class_weights)
+        elif name == "focal":
+            loss = FocalLoss(config.focal_gamma, class_weights=class_weights)
+        elif name == "dice":
+            loss = DiceLoss(config.region_classes, config.smooth)
+        elif name == "jaccard":
+            loss = JaccardLoss(config.region_classes, config.smooth)
+        elif name in ("tversky", "focal_tversky"):
+            gamma = config.focal_tversky_gamma if name == "focal_tversky" else 1.0
+            loss = TverskyLoss(config.tversky_alpha, config.tversky_beta, gamma, config.region_classes, config.smooth)
+        else:  # validated in tfseg.config
+            raise ValueError(f"unknown loss term {name!r}")
+        if config.region_classes == "foreground" and name in REGION_TERMS and num_classes < 2:
+            raise ValueError("region_classes: foreground needs at least two classes")
+        terms.append((weight, loss))
+    if len(terms) == 1 and terms[0][0] == 1.0:
+        return terms[0][1]
+    return CombinedLoss(terms)
+
+
+def custom_objects() -> dict:
+    """Everything a saved model's compile configuration may name."""
+    return {cls.__name__: cls for cls in (MaskedSparseCrossEntropy, FocalLoss, DiceLoss, JaccardLoss,
+                                          TverskyLoss, CombinedLoss)}

@@ -39,7 +39,7 @@ from tfseg.fileio import atomic_path, write_text
 from tfseg.history import History
 from tfseg.interrupts import StopRequest
 from tfseg.loop import InputError, LoopSettings, Trainer, run_loop
-from tfseg.losses import MaskedSparseCrossEntropy
+from tfseg import losses
 from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.models import build_model, check_options, model_stride
 from tfseg.runtime import apply_precision, describe, is_chief, make_strategy, resolve_jit_compile
@@ -48,6 +48,7 @@ from tfseg.runtime import apply_precision, describe, is_chief, make_strategy, re
 RESUMABLE = ("train.learning_rate", "train.checkpoint_steps", "train.checkpoint_minutes",
              "train.worker_timeout_seconds")
 CHECKPOINT_DIR = "checkpoints"
+CLASS_WEIGHTS_FILE = "class_weights.json"
 BEST_FILE = "checkpoints/best.keras"
 
 
@@ -61,8 +62,7 @@ def resolved_comment(resolved: dict) -> str:
 
 
 def custom_objects() -> dict:
-    return {"MaskedSparseCrossEntropy": MaskedSparseCrossEntropy, "MeanIoU": MeanIoU,
-            "PixelAccuracy": PixelAccuracy}
+    return {**losses.custom_objects(), "MeanIoU": MeanIoU, "PixelAccuracy": PixelAccuracy}
 
 
 def load_trained_model(path: str | Path) -> keras.Model:
@@ -154,6 +154,29 @@ def worker_loss(message: str) -> str:
     return (lines[-1] if lines else "no message")[:300]
 
 
+def resolve_class_weights(config: RunConfig, source, run_dir: Path, is_writer: bool) -> list[float] | None:
+    """The class weights ``loss.class_weights`` names: as given, or computed once on the
+    training split and kept in ``run_dir/class_weights.json`` (a resumed run reads them)."""
+    setting, num_classes = config.loss.class_weights, len(source.class_names)
+    if setting is None:
+        return None
+    if isinstance(setting, list):
+        if len(setting) != num_classes:
+            raise UserError(f"loss.class_weights: {len(setting)} weights for {num_classes} classes "
+                            f"({', '.join(source.class_names)})")
+        return [float(w) for w in setting]
+    path = run_dir / CLASS_WEIGHTS_FILE
+    if path.is_file():
+        return json.loads(path.read_text())["class_weights"]
+    from tfseg.data.stats import class_weights
+
+    weights = class_weights(source, "train", setting)
+    if is_writer:
+        write_text(path, json.dumps({"method": setting, "split": "train", "class_names": list(source.class_names),
+                                     "class_weights": weights}, indent=1))
+    return weights
+
+
 def earlier_changes(config_path: Path) -> list[str]:
     """The "# changed on resumption" lines of an unfinished run's config.yaml."""
     if not config_path.is_file():
@@ -213,7 +236,9 @@ def train(config: RunConfig, verbose: int = 2,
     with strategy.scope():
         model = build_model(config.model.name, num_classes, **config.model.options)
         optimizer = make_optimizer(config, steps * t.epochs, policy)
-    trainer = Trainer(model, optimizer, MaskedSparseCrossEntropy(), num_classes, strategy, jit_compile)
+    class_weights = resolve_class_weights(config, source, run_dir, writer)
+    loss = losses.make_loss(config.loss, num_classes, class_weights)
+    trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile)
     checkpoints = TrainingCheckpoints(run_dir / CHECKPOINT_DIR, model, optimizer, is_writer=writer)
     print(f"{'going on with' if checkpoints.latest else 'starting'} run in {run_dir}")
     print(f"model {config.model.name}: {model.count_params():,} parameters, policy {policy}, "
@@ -221,6 +246,8 @@ def train(config: RunConfig, verbose: int = 2,
           f"{strategy.num_replicas_in_sync} replica(s), stride {stride}")
     for line in changes:
         print(line.removeprefix("# "))
+    if class_weights is not None:
+        print("class weights: " + ", ".join(f"{name} {w:.3g}" for name, w in zip(source.class_names, class_weights)))
     settings = LoopSettings(t.epochs, steps, t.checkpoint_steps, t.checkpoint_minutes, verbose)
     stop = StopRequest()
     with stop.handling_signals():

@@ -77,6 +77,42 @@ def median_frequency_weights(pixels: np.ndarray, pixels_where_present: np.ndarra
     return [float(median / f) if f > 0 else 0.0 for f in freq]
 
 
+def inverse_frequency_weights(pixels: np.ndarray) -> list[float]:
+    """``valid / (classes present * pixels(c))`` per class: 1 for every class when all are
+    equally frequent, above 1 for rare ones; 0 for classes that never occur."""
+    present = pixels > 0
+    if not present.any():
+        return [0.0] * len(pixels)
+    scale = pixels.sum() / present.sum()
+    return [float(scale / n) if n > 0 else 0.0 for n in pixels]
+
+
+def class_weights(source: Source, split: str, method: str, progress: bool = False) -> list[float]:
+    """Class weights from ``split``'s labels: ``method`` "median_frequency" (the weights
+    ``tfseg data stats`` reports) or "inverse_frequency"."""
+    tally = _tally(source, split, None, progress)
+    if method == "median_frequency":
+        return median_frequency_weights(tally.pixels, tally.pixels_where_present)
+    if method == "inverse_frequency":
+        return inverse_frequency_weights(tally.pixels)
+    raise ValueError(f"unknown class weighting {method!r}")
+
+
+def _tally(source: Source, split: str, workers: int | None, progress: bool) -> _Tally:
+    tally = _Tally(len(source.class_names))
+    if isinstance(source, FileSource):
+        examples = source.examples(split)
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            items = pool.map(lambda e: _file_items(source, e), examples)
+            for size, label in tqdm(items, total=len(examples), desc=f"stats {split}", disable=not progress):
+                tally.add(size, label)
+    else:
+        for _, label in tqdm(source.dataset(split).as_numpy_iterator(), desc=f"stats {split}",
+                             disable=not progress):
+            tally.add(label.shape, label)
+    return tally
+
+
 def _file_items(source, example: Example) -> tuple[tuple[int, int], np.ndarray | None]:
     """Image size from the header (no pixel decoding) and the decoded label."""
     size = image_size(example.image_path)
@@ -95,22 +131,7 @@ def stats(source: Source, splits: list[str] | None = None, workers: int | None =
     their ``tf.data`` pipeline.
     """
     splits = list(splits or source.splits)
-    num_classes = len(source.class_names)
-    tallies = {}
-    for split in splits:
-        tally = _Tally(num_classes)
-        if isinstance(source, FileSource):
-            examples = source.examples(split)
-            with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-                items = pool.map(lambda e: _file_items(source, e), examples)
-                for size, label in tqdm(items, total=len(examples), desc=f"stats {split}",
-                                        disable=not progress):
-                    tally.add(size, label)
-        else:
-            for _, label in tqdm(source.dataset(split).as_numpy_iterator(), desc=f"stats {split}",
-                                 disable=not progress):
-                tally.add(label.shape, label)
-        tallies[split] = tally
+    tallies = {split: _tally(source, split, workers, progress) for split in splits}
     labelled = [s for s in splits if tallies[s].labelled_images]
     weights_split = "train" if "train" in labelled else (labelled[0] if labelled else None)
     result = {
