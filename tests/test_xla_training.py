@@ -14,7 +14,7 @@ from tfseg.metrics import batch_confusion_matrix, confusion_matrix, scores
 from tfseg.loop import Trainer
 from tfseg.losses import MaskedSparseCrossEntropy
 from tfseg.models import build_model
-from tfseg.train import make_optimizer
+from tfseg.schedules import make_optimizer
 
 NUM_CLASSES = 3
 
@@ -35,7 +35,7 @@ def test_xla_train_step_logs_the_numpy_metrics(policy, tmp_path):
     keras.mixed_precision.set_global_policy(policy)
     try:
         model = build_model("unet", NUM_CLASSES, depth=2, base_filters=4)
-        trainer = Trainer(model, make_optimizer(config, 2, policy), MaskedSparseCrossEntropy(), NUM_CLASSES,
+        trainer = Trainer(model, make_optimizer(config.train, 2, 1, policy)[0], MaskedSparseCrossEntropy(), NUM_CLASSES,
                           tf.distribute.get_strategy(), jit_compile=True)
         images, labels = _data()
         before = [w.numpy().copy() for w in model.trainable_weights]

@@ -153,8 +153,26 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 8
     learning_rate: float = 1e-3
-    # Cosine decay of the learning rate to this fraction of its start value.
+    # adam, adamw or sgd (with momentum, optionally Nesterov); adam with weight_decay > 0
+    # is AdamW. See tfseg.schedules.
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    nesterov: bool = False
+    # constant, cosine, poly, step or plateau, after warmup_epochs of linear warm-up.
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    # cosine and poly end at this fraction of the start value.
     final_learning_rate_fraction: float = 0.05
+    poly_power: float = 0.9
+    step_every_epochs: int = 10
+    step_factor: float = 0.1
+    # plateau: times plateau_factor after plateau_patience epochs without a better val mIoU.
+    plateau_patience: int = 3
+    plateau_factor: float = 0.5
+    # Clip gradients to this global norm (0: no clipping).
+    clip_norm: float = 0.0
+    # Stop after this many epochs without a better val mIoU (0: never).
+    early_stopping_patience: int = 0
     weight_decay: float = 0.0
     # "auto": mixed_bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with native
     # bfloat16, mixed_float16 (with loss scaling) on older GPUs, float32 elsewhere;
@@ -230,6 +248,8 @@ CHOICES = {
     "train.distribute": ("auto", "mirrored", "multi_worker", "none"),
     "data.folder.mask_format": ("index", "palette", "binary", "color"),
     "loss.region_classes": ("all", "foreground"),
+    "train.optimizer": ("adam", "adamw", "sgd"),
+    "train.schedule": ("constant", "cosine", "poly", "step", "plateau"),
 }
 
 
@@ -378,6 +398,11 @@ def validate(config: RunConfig) -> None:
         "train.batch_size": config.train.batch_size,
         "train.learning_rate": config.train.learning_rate,
         "train.checkpoint_minutes": config.train.checkpoint_minutes,
+        "train.poly_power": config.train.poly_power,
+        "train.step_every_epochs": config.train.step_every_epochs,
+        "train.step_factor": config.train.step_factor,
+        "train.plateau_patience": config.train.plateau_patience,
+        "train.plateau_factor": config.train.plateau_factor,
         "train.worker_timeout_seconds": config.train.worker_timeout_seconds,
         "data.synthetic.height": config.data.synthetic.height,
         "data.synthetic.width": config.data.synthetic.width,
@@ -404,7 +429,12 @@ def validate(config: RunConfig) -> None:
     if not 0.0 <= config.data.augment.hue <= 0.5:
         raise ConfigError("data.augment.hue: must lie in [0, 0.5]")
     non_negative = {"train.steps_per_epoch": config.train.steps_per_epoch,
-                    "train.checkpoint_steps": config.train.checkpoint_steps}
+                    "train.checkpoint_steps": config.train.checkpoint_steps,
+                    "train.warmup_epochs": config.train.warmup_epochs,
+                    "train.clip_norm": config.train.clip_norm,
+                    "train.early_stopping_patience": config.train.early_stopping_patience,
+                    "train.momentum": config.train.momentum,
+                    "train.weight_decay": config.train.weight_decay}
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key}: must be >= 0, got {value}")

@@ -37,6 +37,7 @@ from tfseg.fileio import atomic_path
 from tfseg.history import History
 from tfseg.interrupts import StopRequest
 from tfseg.metrics import MeanIoU, PixelAccuracy
+from tfseg.schedules import Patience, Schedule
 
 # How many steps, after the first (which traces and compiles), time the automatic
 # checkpoint interval.
@@ -74,6 +75,27 @@ class LoopSettings:
     checkpoint_steps: int  # 0: about checkpoint_minutes of work, timed on the first steps
     checkpoint_minutes: float
     verbose: int = 2
+    plateau_patience: int = 0  # with a "plateau" schedule
+    plateau_factor: float = 0.5
+    early_stopping_patience: int = 0  # 0: never
+
+
+class EpochEnd:
+    """What follows from each epoch's validation mIoU: reduce-on-plateau and early stopping.
+
+    Both depend on the sequence of scores alone, so a resumed run replays its history.
+    """
+
+    def __init__(self, settings: LoopSettings, schedule: Schedule):
+        self.schedule, self.factor = schedule, settings.plateau_factor
+        self.plateau = Patience(settings.plateau_patience) if schedule.kind == "plateau" else None
+        self.early = Patience(settings.early_stopping_patience) if settings.early_stopping_patience else None
+
+    def update(self, score: float) -> bool:
+        """Records a score; True when training should stop early."""
+        if self.plateau is not None and self.plateau.update(score):
+            self.schedule.scale.assign(self.schedule.scale.value * self.factor)
+        return self.early is not None and self.early.update(score)
 
 
 class Trainer:
@@ -165,11 +187,12 @@ def timed_interval(seconds_per_step: float, minutes: float) -> int:
     return max(1, round(minutes * 60 / max(seconds_per_step, 1e-9)))
 
 
-def run_loop(trainer: Trainer, settings: LoopSettings, *,
+def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
              train_batches: Callable[[int, int], tf.data.Dataset], val_batches: tf.data.Dataset,
              checkpoints: TrainingCheckpoints, history: History, best_path: Path, is_writer: bool,
              stop: StopRequest, after_step: Callable[[Position], None] | None = None) -> None:
-    """Trains from the latest checkpoint (or the start) to the last epoch.
+    """Trains from the latest checkpoint (or the start) to the last epoch, or until early
+    stopping.
 
     ``train_batches(epoch, skip)`` is the epoch's batch stream from step ``skip`` on.
     ``after_step`` is called after every step (tests use it to interrupt a run).
@@ -179,6 +202,9 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *,
     position, best = restored if restored else (Position(0, 0, 0), -math.inf)
     history.keep_epochs_before(position.epoch)
     best = max(best, history.best())
+    epoch_end = EpochEnd(settings, schedule)
+    for row in history.rows:  # a resumed run: the plateau scale and patience so far
+        epoch_end.update(float(row["val_miou"]))
     if restored:
         say(settings, f"resumed at epoch {position.epoch + 1}, step {position.step} "
                       f"(global step {position.global_step}) from {checkpoints.latest}")
@@ -229,12 +255,16 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *,
             if is_writer:
                 with atomic_path(best_path) as tmp:
                     model.save(tmp, include_optimizer=False)
+        stop_early = epoch_end.update(score)
         position = Position(epoch + 1, 0, position.global_step)
         save(position)
         say(settings, f"epoch {epoch + 1}/{settings.epochs} - {time.perf_counter() - started:.1f}s - "
                       + " - ".join(f"{key} {value:.4g}" for key, value in logs.items()))
         if stop.requested:
             raise KeyboardInterrupt
+        if stop_early:
+            say(settings, f"early stopping: no better val_miou for {settings.early_stopping_patience} epochs")
+            return
 
 
 def agree(strategy: tf.distribute.Strategy, value: int) -> int:

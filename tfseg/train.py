@@ -43,6 +43,7 @@ from tfseg import losses
 from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.models import build_model, check_options, model_stride
 from tfseg.runtime import apply_precision, describe, is_chief, make_strategy, resolve_jit_compile
+from tfseg.schedules import make_optimizer
 
 # Settings a resumed run may change; every other setting must match the run's config.yaml.
 RESUMABLE = ("train.learning_rate", "train.checkpoint_steps", "train.checkpoint_minutes",
@@ -67,22 +68,6 @@ def custom_objects() -> dict:
 
 def load_trained_model(path: str | Path) -> keras.Model:
     return keras.saving.load_model(path, custom_objects=custom_objects())
-
-
-def make_optimizer(config: RunConfig, total_steps: int, policy: str) -> keras.optimizers.Optimizer:
-    """Adam (AdamW with weight decay) on a cosine-decayed learning rate; float16 training
-    gets dynamic loss scaling."""
-    t = config.train
-    schedule = keras.optimizers.schedules.CosineDecay(
-        t.learning_rate, decay_steps=max(total_steps, 1), alpha=t.final_learning_rate_fraction
-    )
-    if t.weight_decay:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay)
-    else:
-        optimizer = keras.optimizers.Adam(schedule)
-    if policy == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
 
 
 def settings_changed(previous: dict, current: dict, prefix: str = "") -> list[str]:
@@ -235,7 +220,7 @@ def train(config: RunConfig, verbose: int = 2,
 
     with strategy.scope():
         model = build_model(config.model.name, num_classes, **config.model.options)
-        optimizer = make_optimizer(config, steps * t.epochs, policy)
+        optimizer, schedule = make_optimizer(t, steps, t.epochs, policy)
     class_weights = resolve_class_weights(config, source, run_dir, writer)
     loss = losses.make_loss(config.loss, num_classes, class_weights)
     trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile)
@@ -248,11 +233,12 @@ def train(config: RunConfig, verbose: int = 2,
         print(line.removeprefix("# "))
     if class_weights is not None:
         print("class weights: " + ", ".join(f"{name} {w:.3g}" for name, w in zip(source.class_names, class_weights)))
-    settings = LoopSettings(t.epochs, steps, t.checkpoint_steps, t.checkpoint_minutes, verbose)
+    settings = LoopSettings(t.epochs, steps, t.checkpoint_steps, t.checkpoint_minutes, verbose,
+                            t.plateau_patience, t.plateau_factor, t.early_stopping_patience)
     stop = StopRequest()
     with stop.handling_signals():
         try:
-            run_loop(trainer, settings, train_batches=train_batches, val_batches=val_ds,
+            run_loop(trainer, settings, schedule=schedule, train_batches=train_batches, val_batches=val_ds,
                      checkpoints=checkpoints, history=History(run_dir, writer),
                      best_path=run_dir / BEST_FILE, is_writer=writer, stop=stop, after_step=after_step)
         except InputError as err:
