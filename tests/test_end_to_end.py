@@ -303,3 +303,21 @@ def test_predict_video(exported, tmp_path, capsys):
     code, _, err = run_cli(capsys, "predict", "--model", str(model_path), "-i", str(tmp_path / "broken.mp4"),
                            "-o", str(tmp_path / "out2"))
     assert code == 2 and "broken.mp4" in err
+
+
+def test_tensorboard_shows_predictions_of_fixed_validation_images(trained):
+    import tensorflow as tf
+
+    events = sorted((trained / "tensorboard" / "validation").glob("events.out.tfevents.*"))
+    images = {}
+    for path in events:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "predictions":
+                    images[event.step] = tf.make_ndarray(value.tensor)
+    assert sorted(images) == [0, 1]  # every epoch
+    encoded = images[1][2:]  # width, height, then the encoded panels
+    assert len(encoded) == 4
+    panel = tf.io.decode_png(encoded[0]).numpy()
+    assert panel.shape == (32, 96, 3)  # image | truth | prediction, 32x32 each
+    assert panel[:, 32:64].any()  # the ground truth in colour

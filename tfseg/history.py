@@ -1,8 +1,13 @@
-"""What a run records once per epoch: ``history.csv``, TensorBoard scalars, ``curves.png``.
+"""What a run records once per epoch: ``history.csv``, TensorBoard scalars and prediction
+images, ``curves.png``.
 
 ``history.csv`` has one row per finished epoch: ``epoch`` (from 0), ``learning_rate`` (at
 the epoch's end), the training ``loss``, ``miou``, ``pixel_accuracy`` and their ``val_``
 counterparts. Each write replaces the file atomically, so a killed run leaves it whole.
+
+TensorBoard's "validation" run also gets, every epoch, the same few validation images as
+the network sees them (resized, equalized) beside their ground truth and the current
+prediction (:class:`PredictionPanels`), under "predictions".
 """
 
 from __future__ import annotations
@@ -12,10 +17,39 @@ import io
 import math
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
+from tfseg.data.labels import colorize
 from tfseg.fileio import write_text
 from tfseg.viz import plot_curves
+
+# How many validation images TensorBoard shows every epoch.
+PREVIEW_IMAGES = 4
+
+
+class PredictionPanels:
+    """A fixed set of validation examples, and ``[image | truth | prediction]`` panels of them.
+
+    ``examples``: ``(image uint8 [H, W, 3], label uint8 [H, W])`` as cached for training;
+    ``network_input(images uint8 [N, H, W, 3])`` gives the network's input for them.
+    """
+
+    def __init__(self, examples, network_input, palette):
+        self.images = [image for image, _ in examples]
+        self.labels = [label for _, label in examples]
+        self.inputs = [network_input(image[None]) for image in self.images]
+        self.palette = np.asarray(palette, np.uint8)
+
+    def render(self, model) -> np.ndarray:
+        """uint8 ``[K, H, 3 W, 3]`` (the images' sizes differ: each panel is padded to the largest)."""
+        panels = []
+        for image, label, x in zip(self.images, self.labels, self.inputs):
+            logits = np.asarray(model(x, training=False), np.float32)[0, :image.shape[0], :image.shape[1]]
+            prediction = logits.argmax(-1).astype(np.uint8)
+            panels.append(np.concatenate([image, colorize(label, self.palette), colorize(prediction, self.palette)], 1))
+        height, width = max(p.shape[0] for p in panels), max(p.shape[1] for p in panels)
+        return np.stack([np.pad(p, [(0, height - p.shape[0]), (0, width - p.shape[1]), (0, 0)]) for p in panels])
 
 COLUMNS = ("epoch", "learning_rate", "loss", "miou", "pixel_accuracy",
            "val_loss", "val_miou", "val_pixel_accuracy")
@@ -51,6 +85,14 @@ class History:
         """The best finite value of ``key`` so far (-inf when there is none)."""
         values = [float(row[key]) for row in self.rows if row.get(key)]
         return max((v for v in values if math.isfinite(v)), default=-math.inf)
+
+    def predictions(self, epoch: int, panels: np.ndarray) -> None:
+        """Panels from :meth:`PredictionPanels.render` into TensorBoard at ``epoch``."""
+        if not self.is_writer:
+            return
+        with self._writers["validation"].as_default(step=epoch):
+            tf.summary.image("predictions", panels, max_outputs=len(panels))
+        self._writers["validation"].flush()
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         row = {"epoch": str(epoch), **{key: repr(float(logs[key])) for key in COLUMNS[1:] if key in logs}}

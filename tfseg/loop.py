@@ -34,7 +34,7 @@ import tensorflow as tf
 from tfseg.checkpoints import Position, TrainingCheckpoints, all_finite
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
-from tfseg.history import History
+from tfseg.history import History, PredictionPanels
 from tfseg.interrupts import StopRequest
 from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.schedules import Patience, Schedule
@@ -190,7 +190,8 @@ def timed_interval(seconds_per_step: float, minutes: float) -> int:
 def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
              train_batches: Callable[[int, int], tf.data.Dataset], val_batches: tf.data.Dataset,
              checkpoints: TrainingCheckpoints, history: History, best_path: Path, is_writer: bool,
-             stop: StopRequest, after_step: Callable[[Position], None] | None = None) -> None:
+             stop: StopRequest, panels: PredictionPanels | None = None,
+             after_step: Callable[[Position], None] | None = None) -> None:
     """Trains from the latest checkpoint (or the start) to the last epoch, or until early
     stopping.
 
@@ -247,6 +248,8 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
             trainer.eval_step(batch)
         logs.update(trainer.results("val_"))
         history.append(epoch, logs)
+        if panels is not None and is_writer:
+            history.predictions(epoch, panels.render(model))
         score = logs["val_miou"]
         if math.isfinite(score) and score > best:
             if not all_finite(model.variables):

@@ -32,11 +32,13 @@ from tfseg.checkpoints import Position, TrainingCheckpoints
 from tfseg.config import RunConfig
 from tfseg.data.check import pipeline_error
 from tfseg.data.pipeline import build_dataset, cached_examples
+from tfseg.data.preprocess import normalize
 from tfseg.data.sources import make_source
 from tfseg.data.splits import write_split_record
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, write_text
-from tfseg.history import History
+from tfseg.history import PREVIEW_IMAGES, History, PredictionPanels
+from tfseg.inference import pad_to_multiple
 from tfseg.interrupts import StopRequest
 from tfseg.loop import InputError, LoopSettings, Trainer, run_loop
 from tfseg import losses
@@ -217,6 +219,13 @@ def train(config: RunConfig, verbose: int = 2,
                              stride=stride, epoch=epoch, skip_batches=skip, cached=cached_train)
 
     val_ds = build_dataset(source, "val", config.data, t.batch_size, training=False, stride=stride)
+    panels = None
+    if writer:
+        def panel_input(images):  # cached examples are resized and equalized already
+            return pad_to_multiple(normalize(images, config.data.preprocess.normalization), stride)
+
+        shown = list(cached_examples(source, "val", config.data).take(PREVIEW_IMAGES).as_numpy_iterator())
+        panels = PredictionPanels(shown, panel_input, source.palette)
 
     with strategy.scope():
         model = build_model(config.model.name, num_classes, **config.model.options)
@@ -239,8 +248,8 @@ def train(config: RunConfig, verbose: int = 2,
     with stop.handling_signals():
         try:
             run_loop(trainer, settings, schedule=schedule, train_batches=train_batches, val_batches=val_ds,
-                     checkpoints=checkpoints, history=History(run_dir, writer),
-                     best_path=run_dir / BEST_FILE, is_writer=writer, stop=stop, after_step=after_step)
+                     checkpoints=checkpoints, history=History(run_dir, writer), best_path=run_dir / BEST_FILE,
+                     is_writer=writer, stop=stop, panels=panels, after_step=after_step)
         except InputError as err:
             raise pipeline_error(err.error, source, err.split) from None
         except tf.errors.ResourceExhaustedError:
