@@ -19,8 +19,8 @@ def test_demo_trains_exports_and_predicts(tmp_path):
     assert metrics["split"] == "test" and metrics["num_images"] == 200
     assert metrics["miou"] >= 0.90
     assert metrics["pixel_accuracy"] >= 0.97
-    for name in ("gallery.png", "curves.png", "model.keras", "export/saved_model.pb",
-                 "export/assets.extra/tfseg.json", "history.csv", "config.yaml"):
+    for name in ("gallery.png", "curves.png", "model.keras", "export/1/saved_model.pb",
+                 "export/1/assets.extra/tfseg.json", "history.csv", "config.yaml"):
         assert (out / name).exists(), name
     masks = sorted((out / "predictions" / "masks").glob("*.png"))
     assert len(masks) == 12 and len(list((out / "predictions" / "overlays").glob("*.png"))) == 12
