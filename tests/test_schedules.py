@@ -94,3 +94,33 @@ def test_early_stopping_ends_the_run_with_its_best_model(tmp_path):
         rows = list(csv.DictReader(f))
     assert [row["epoch"] for row in rows] == ["0", "1", "2"]
     assert (tmp_path / "run" / "model.keras").exists()
+
+
+def test_fit_epochs():
+    from tfseg.schedules import fit_epochs
+
+    assert fit_epochs(600, 100, 50, 40) == 11  # the first epoch plus ten of 50 s in the 500 s left
+    assert fit_epochs(600, 100, 50, 5) == 5  # never more than train.epochs
+    assert fit_epochs(60, 100, 50, 40) == 1  # the first epoch alone overran
+
+
+def test_time_budget_fits_the_epochs_and_the_schedule(tmp_path, capsys):
+    from tfseg.train import train
+
+    config = load_config("demo_unet", [
+        "data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",
+        "model.options={depth: 2, base_filters: 4}", "train.epochs=5", "train.batch_size=4",
+        "train.time_budget=0.001", f"run_dir={tmp_path / 'run'}"])  # 0.06 s: one epoch
+    train(config, verbose=1)
+    out = capsys.readouterr().out
+    assert "time budget 0.001 min: 1 epoch(s)" in out and "epoch 1/1" in out
+    with open(tmp_path / "run" / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1
+
+
+def test_a_refitted_schedule_spans_the_new_total():
+    schedule = Schedule("cosine", 0.1, 100, final_fraction=0.05)
+    schedule.total.assign(40)  # what a time budget does after the first epoch
+    assert float(schedule(40)) == pytest.approx(0.1 * 0.05)
+    assert float(schedule(20)) == pytest.approx(reference("cosine", 20, total=40, warmup=0), rel=1e-5)

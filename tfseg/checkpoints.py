@@ -6,7 +6,8 @@ A checkpoint holds
   random-generator state;
 * every variable of the optimizer: its step count (which is the learning-rate schedule's
   position) and its moments;
-* the loop's position (epoch, step within it) and the best validation score so far.
+* the loop's position (epoch, step within it), the best validation score so far, and the
+  number of epochs a time budget planned (0 without one).
 
 The input stream is not stored: the training pipeline is a pure function of the seed, the
 epoch and the step (:func:`tfseg.data.pipeline.build_dataset`), so a resumed run replays
@@ -67,11 +68,13 @@ class TrainingCheckpoints:
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False)
+        self.planned_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Variables by position: the configuration (checked before any restore) fixes the
         # architecture, so the same model and optimizer list them in the same order.
         self._checkpoint = tf.train.Checkpoint(
             model=list(model.variables), optimizer=list(optimizer.variables),
-            epoch=self._epoch, step=self._step, global_step=self._global_step, best=self._best)
+            epoch=self._epoch, step=self._step, global_step=self._global_step, best=self._best,
+            planned_epochs=self.planned_epochs)
         self._manager = self._make_manager(self.directory) if is_writer else None
 
     def _make_manager(self, directory: Path) -> tf.train.CheckpointManager:

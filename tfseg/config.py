@@ -198,6 +198,9 @@ class TrainConfig:
     # checkpoint_minutes of training.
     checkpoint_steps: int = 0
     checkpoint_minutes: float = 5.0
+    # Minutes to finish in (0: no limit): after the first epoch, the number of epochs (at
+    # most train.epochs) and the span of the cosine or poly decay are fitted to it.
+    time_budget: float = 0.0
 
 
 @dataclass
@@ -431,6 +434,7 @@ def validate(config: RunConfig) -> None:
     non_negative = {"train.steps_per_epoch": config.train.steps_per_epoch,
                     "train.checkpoint_steps": config.train.checkpoint_steps,
                     "train.warmup_epochs": config.train.warmup_epochs,
+                    "train.time_budget": config.train.time_budget,
                     "train.clip_norm": config.train.clip_norm,
                     "train.early_stopping_patience": config.train.early_stopping_patience,
                     "train.momentum": config.train.momentum,

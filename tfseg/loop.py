@@ -22,6 +22,7 @@ confusion matrices), reset at each epoch's start.
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +38,7 @@ from tfseg.fileio import atomic_path
 from tfseg.history import History, PredictionPanels
 from tfseg.interrupts import StopRequest
 from tfseg.metrics import MeanIoU, PixelAccuracy
-from tfseg.schedules import Patience, Schedule
+from tfseg.schedules import Patience, Schedule, fit_epochs
 
 # How many steps, after the first (which traces and compiles), time the automatic
 # checkpoint interval.
@@ -78,6 +79,7 @@ class LoopSettings:
     plateau_patience: int = 0  # with a "plateau" schedule
     plateau_factor: float = 0.5
     early_stopping_patience: int = 0  # 0: never
+    time_budget_minutes: float = 0.0  # 0: none
 
 
 class EpochEnd:
@@ -211,6 +213,10 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
                       f"(global step {position.global_step}) from {checkpoints.latest}")
     interval = settings.checkpoint_steps
     timing: list[float] = []
+    epochs = int(checkpoints.planned_epochs.numpy()) or settings.epochs
+    if checkpoints.planned_epochs.numpy():  # a time budget's plan, made before the resumption
+        schedule.total.assign(epochs * settings.steps_per_epoch)
+    started_training = time.perf_counter()
 
     def save(at: Position) -> None:
         trainer.sync_statistics()
@@ -218,14 +224,17 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
             raise diverged(at, "the weights hold NaN or infinite values", checkpoints)
         checkpoints.save(at, best)
 
-    for epoch in range(position.epoch, settings.epochs):
+    epoch = position.epoch
+    while epoch < epochs:
         first_step = position.step if epoch == position.epoch else 0
         trainer.reset_metrics()
         started = time.perf_counter()
         batches = batches_of(strategy.experimental_distribute_dataset(train_batches(epoch, first_step)), "train")
+        step_seconds = []
         for step in range(first_step, settings.steps_per_epoch):
             tick = time.perf_counter()
             loss = float(trainer.train_step(next(batches)))
+            step_seconds.append(time.perf_counter() - tick)
             position = Position(epoch, step + 1, position.global_step + 1)
             if not math.isfinite(loss):
                 raise diverged(position, f"the loss is {loss}", checkpoints)
@@ -244,8 +253,10 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
         logs = {"learning_rate": trainer.learning_rate(), **trainer.results()}
         trainer.reset_metrics()
         trainer.sync_statistics()
+        validation_started = time.perf_counter()
         for batch in batches_of(strategy.experimental_distribute_dataset(val_batches), "val"):
             trainer.eval_step(batch)
+        validation_seconds = time.perf_counter() - validation_started
         logs.update(trainer.results("val_"))
         history.append(epoch, logs)
         if panels is not None and is_writer:
@@ -259,15 +270,25 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
                 with atomic_path(best_path) as tmp:
                     model.save(tmp, include_optimizer=False)
         stop_early = epoch_end.update(score)
+        if settings.time_budget_minutes and step_seconds and not checkpoints.planned_epochs.numpy():
+            # A steady epoch: the median step (the first traces and compiles) and validation.
+            steady = statistics.median(step_seconds) * settings.steps_per_epoch + validation_seconds
+            epochs = agree(strategy, fit_epochs(settings.time_budget_minutes * 60, time.perf_counter() - started_training,
+                                                steady, settings.epochs))
+            checkpoints.planned_epochs.assign(epochs)
+            schedule.total.assign(epochs * settings.steps_per_epoch)
+            say(settings, f"time budget {settings.time_budget_minutes:g} min: {epochs} epoch(s) of about "
+                          f"{steady:.0f} s; the schedule spans them")
         position = Position(epoch + 1, 0, position.global_step)
         save(position)
-        say(settings, f"epoch {epoch + 1}/{settings.epochs} - {time.perf_counter() - started:.1f}s - "
+        say(settings, f"epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.1f}s - "
                       + " - ".join(f"{key} {value:.4g}" for key, value in logs.items()))
         if stop.requested:
             raise KeyboardInterrupt
         if stop_early:
             say(settings, f"early stopping: no better val_miou for {settings.early_stopping_patience} epochs")
             return
+        epoch += 1
 
 
 def agree(strategy: tf.distribute.Strategy, value: int) -> int:

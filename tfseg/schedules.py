@@ -13,7 +13,10 @@ Schedules (``train.schedule``), each after an optional linear warm-up of
   through :meth:`Schedule.scale`).
 
 Every schedule is a function of the optimizer's step count alone, plus, for ``plateau``,
-a scale that follows from the validation history: a resumed run recomputes both.
+a scale that follows from the validation history: a resumed run recomputes both. With
+``train.time_budget`` (minutes), the number of epochs, and with it the span cosine and poly
+decay over, is fitted to the budget after the first epoch (:func:`fit_epochs`); the plan is
+kept in the run's checkpoints.
 """
 
 from __future__ import annotations
@@ -41,13 +44,15 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         self.power, self.step_every, self.step_factor = float(power), max(int(step_every), 1), float(step_factor)
         # plateau: the factor applied so far, set by the training loop.
         self.scale = keras.Variable(1.0, dtype="float32", trainable=False, name="plateau_scale")
+        # The steps cosine and poly decay over; a time budget refits it after the first epoch.
+        self.total = keras.Variable(float(self.total_steps), dtype="float32", trainable=False, name="total_steps")
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
         warmup = float(self.warmup_steps)
         ramp = ops.minimum((step + 1.0) / warmup, 1.0) if warmup else 1.0
         t = ops.maximum(step - warmup, 0.0)
-        span = max(self.total_steps - self.warmup_steps, 1)
+        span = ops.maximum(self.total.value - warmup, 1.0)
         progress = ops.minimum(t / span, 1.0)
         floor = self.final_fraction
         if self.kind == "cosine":
@@ -66,6 +71,13 @@ class Schedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"kind": self.kind, "base": self.base, "total_steps": self.total_steps,
                 "warmup_steps": self.warmup_steps, "final_fraction": self.final_fraction, "power": self.power,
                 "step_every": self.step_every, "step_factor": self.step_factor}
+
+
+def fit_epochs(budget_seconds: float, elapsed_seconds: float, epoch_seconds: float, epochs: int) -> int:
+    """How many epochs in all fit a budget, ``elapsed`` of it spent on the first epoch, each
+    further epoch taking ``epoch_seconds``; at least 1, at most ``epochs``."""
+    remaining = budget_seconds - elapsed_seconds
+    return max(1, min(epochs, 1 + int(remaining // max(epoch_seconds, 1e-9))))
 
 
 @dataclass

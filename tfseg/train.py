@@ -243,7 +243,7 @@ def train(config: RunConfig, verbose: int = 2,
     if class_weights is not None:
         print("class weights: " + ", ".join(f"{name} {w:.3g}" for name, w in zip(source.class_names, class_weights)))
     settings = LoopSettings(t.epochs, steps, t.checkpoint_steps, t.checkpoint_minutes, verbose,
-                            t.plateau_patience, t.plateau_factor, t.early_stopping_patience)
+                            t.plateau_patience, t.plateau_factor, t.early_stopping_patience, t.time_budget)
     stop = StopRequest()
     with stop.handling_signals():
         try:
