@@ -8,8 +8,9 @@ and resumes only at an epoch's start. This loop runs unchanged on one device, un
         for each step: one distributed train step; a non-finite loss stops the run
             (TrainingDiverged); every checkpoint_steps steps a checkpoint, if the weights
             are finite; on SIGINT/SIGTERM a checkpoint, then KeyboardInterrupt
-        one validation pass; a history row (CSV, TensorBoard, curves.png)
+        one validation pass; a history row (CSV, TensorBoard scalars and images, curves.png)
         best.keras, when the score is finite and better and the weights are finite
+        reduce-on-plateau, early stopping; after the first epoch, a time budget's plan
         a checkpoint at the epoch's end
 
 The train step mirrors Keras' own: each replica computes the loss on its share of the
@@ -40,8 +41,8 @@ from tfseg.interrupts import StopRequest
 from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.schedules import Patience, Schedule, fit_epochs
 
-# How many steps, after the first (which traces and compiles), time the automatic
-# checkpoint interval.
+# How many steps of an epoch, after its first (which traces and compiles), time the
+# automatic checkpoint interval.
 TIMING_STEPS = 5
 
 
@@ -212,7 +213,6 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
         say(settings, f"resumed at epoch {position.epoch + 1}, step {position.step} "
                       f"(global step {position.global_step}) from {checkpoints.latest}")
     interval = settings.checkpoint_steps
-    timing: list[float] = []
     epochs = int(checkpoints.planned_epochs.numpy()) or settings.epochs
     if checkpoints.planned_epochs.numpy():  # a time budget's plan, made before the resumption
         schedule.total.assign(epochs * settings.steps_per_epoch)
@@ -238,11 +238,9 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
             position = Position(epoch, step + 1, position.global_step + 1)
             if not math.isfinite(loss):
                 raise diverged(position, f"the loss is {loss}", checkpoints)
-            if not interval:
-                timing.append(time.perf_counter() - tick)
-                if len(timing) > TIMING_STEPS:
-                    interval = agree(strategy, timed_interval(min(timing[1:]), settings.checkpoint_minutes))
-                    say(settings, f"checkpoints every {interval} steps (about {settings.checkpoint_minutes:g} min)")
+            if not interval and len(step_seconds) > TIMING_STEPS:
+                interval = agree(strategy, timed_interval(min(step_seconds[1:]), settings.checkpoint_minutes))
+                say(settings, f"checkpoints every {interval} steps (about {settings.checkpoint_minutes:g} min)")
             if after_step:
                 after_step(position)
             due = interval and position.global_step % interval == 0 and position.step < settings.steps_per_epoch
