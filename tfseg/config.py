@@ -201,6 +201,11 @@ class TrainConfig:
     # Minutes to finish in (0: no limit): after the first epoch, the number of epochs (at
     # most train.epochs) and the span of the cosine or poly decay are fitted to it.
     time_budget: float = 0.0
+    # Progressive resizing: [{size: [h, w], epochs: n}, ...], small images first. A stage's
+    # size replaces data.resize (data.augment.crop_size scaled alike) or, without a resize,
+    # the crop size; the epochs add up to train.epochs. Validation and export keep the
+    # configured geometry. See tfseg.stages.
+    stages: list = field(default_factory=list)
 
 
 @dataclass
@@ -449,12 +454,32 @@ def validate(config: RunConfig) -> None:
         if not 0.0 < value < 1.0:
             raise ConfigError(f"{key}: must lie strictly between 0 and 1, got {value}")
     validate_loss(config.loss)
+    validate_stages(config)
     if not 0.0 <= config.train.final_learning_rate_fraction <= 1.0:
         raise ConfigError("train.final_learning_rate_fraction: must lie in [0, 1]")
 
 
 CLASS_WEIGHTINGS = ("median_frequency", "inverse_frequency")
 LOSS_TERMS = ("cross_entropy", "focal", "dice", "jaccard", "tversky", "focal_tversky")
+
+
+def validate_stages(config: RunConfig) -> None:
+    stages = config.train.stages
+    if not stages:
+        return
+    for i, stage in enumerate(stages):
+        size = stage.get("size") if isinstance(stage, dict) else None
+        epochs = stage.get("epochs") if isinstance(stage, dict) else None
+        if not (isinstance(stage, dict) and set(stage) == {"size", "epochs"} and isinstance(size, list)
+                and len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+                and isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0):
+            raise ConfigError(f"train.stages[{i}]: expected {{size: [height, width], epochs: n}} with positive "
+                              f"integers, got {stage!r}")
+    if not (config.data.resize or config.data.augment.crop_size):
+        raise ConfigError("train.stages: a stage's size replaces data.resize or data.augment.crop_size; set one")
+    total = sum(stage["epochs"] for stage in stages)
+    if total != config.train.epochs:
+        raise ConfigError(f"train.stages: the stages' epochs add up to {total}, train.epochs is {config.train.epochs}")
 
 
 def validate_loss(loss: LossConfig) -> None:

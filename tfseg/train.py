@@ -46,6 +46,7 @@ from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.models import build_model, check_options, model_stride
 from tfseg.runtime import apply_precision, describe, is_chief, make_strategy, resolve_jit_compile
 from tfseg.schedules import make_optimizer
+from tfseg.stages import stage_data_config, stage_index
 
 # Settings a resumed run may change; every other setting must match the run's config.yaml.
 RESUMABLE = ("train.learning_rate", "train.checkpoint_steps", "train.checkpoint_minutes",
@@ -212,11 +213,19 @@ def train(config: RunConfig, verbose: int = 2,
     t = config.train
     steps = t.steps_per_epoch or max(source.num_examples("train") // t.batch_size, 1)
     stride = model_stride(config.model.name, **config.model.options)
-    cached_train = cached_examples(source, "train", config.data)
+    cache: dict = {}  # the current stage's cached training examples (one stage without stages)
 
     def train_batches(epoch: int, skip: int) -> tf.data.Dataset:
-        return build_dataset(source, "train", config.data, t.batch_size, training=True, seed=t.seed,
-                             stride=stride, epoch=epoch, skip_batches=skip, cached=cached_train)
+        data = stage_data_config(config.data, t, epoch)
+        stage = stage_index(t, epoch)
+        if stage not in cache:
+            cache.clear()  # an earlier stage's images are not needed again
+            cache[stage] = cached_examples(source, "train", data)
+            if stage is not None and verbose:
+                size = data.resize or data.augment.crop_size
+                print(f"stage {stage + 1}/{len(t.stages)}: training on {size[0]}x{size[1]} images")
+        return build_dataset(source, "train", data, t.batch_size, training=True, seed=t.seed,
+                             stride=stride, epoch=epoch, skip_batches=skip, cached=cache[stage])
 
     val_ds = build_dataset(source, "val", config.data, t.batch_size, training=False, stride=stride)
     panels = None
