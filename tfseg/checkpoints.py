@@ -6,8 +6,11 @@ A checkpoint holds
   random-generator state;
 * every variable of the optimizer: its step count (which is the learning-rate schedule's
   position) and its moments;
-* the loop's position (epoch, step within it), the best validation score so far, and the
-  number of epochs a time budget planned (0 without one).
+* the loop's position (epoch, step within it) and the number of epochs a time budget
+  planned (0 without one).
+
+The best validation score so far is not stored: it follows from ``history.csv``, whose
+rows of finished epochs a resumed run keeps.
 
 The input stream is not stored: the training pipeline is a pure function of the seed, the
 epoch and the step (:func:`tfseg.data.pipeline.build_dataset`), so a resumed run replays
@@ -24,7 +27,6 @@ The last two checkpoints are kept, and removed when the run has finished.
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -62,18 +64,16 @@ class TrainingCheckpoints:
 
     def __init__(self, directory: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer,
                  is_writer: bool = True):
-        self.directory, self.is_writer = Path(directory), is_writer
-        self.optimizer = optimizer
+        self.directory = Path(directory)
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self._best = tf.Variable(-math.inf, dtype=tf.float64, trainable=False)
         self.planned_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
         # Variables by position: the configuration (checked before any restore) fixes the
         # architecture, so the same model and optimizer list them in the same order.
         self._checkpoint = tf.train.Checkpoint(
             model=list(model.variables), optimizer=list(optimizer.variables),
-            epoch=self._epoch, step=self._step, global_step=self._global_step, best=self._best,
+            epoch=self._epoch, step=self._step, global_step=self._global_step,
             planned_epochs=self.planned_epochs)
         self._manager = self._make_manager(self.directory) if is_writer else None
 
@@ -84,24 +84,19 @@ class TrainingCheckpoints:
     def latest(self) -> str | None:
         return tf.train.latest_checkpoint(str(self.directory))
 
-    def restore(self) -> tuple[Position, float] | None:
-        """Restores the latest checkpoint; returns its position and best score, or None."""
+    def restore(self) -> Position | None:
+        """Restores the latest checkpoint; returns its position, or None if there is none."""
         path = self.latest
         if path is None:
             return None
         self._checkpoint.restore(path).assert_existing_objects_matched()
-        return self.position, float(self._best.numpy())
-
-    @property
-    def position(self) -> Position:
         return Position(int(self._epoch.numpy()), int(self._step.numpy()), int(self._global_step.numpy()))
 
-    def save(self, position: Position, best: float) -> None:
+    def save(self, position: Position) -> None:
         """Writes a checkpoint of the current state at ``position``."""
         self._epoch.assign(position.epoch)
         self._step.assign(position.step)
         self._global_step.assign(position.global_step)
-        self._best.assign(best)
         if self._manager is not None:
             self._manager.save(checkpoint_number=position.global_step)
             return

@@ -203,9 +203,9 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
     """
     strategy, model = trainer.strategy, trainer.model
     restored = checkpoints.restore()
-    position, best = restored if restored else (Position(0, 0, 0), -math.inf)
+    position = restored or Position(0, 0, 0)
     history.keep_epochs_before(position.epoch)
-    best = max(best, history.best())
+    best = history.best()  # of the finished epochs, whose rows a resumed run keeps
     epoch_end = EpochEnd(settings, schedule)
     for row in history.rows:  # a resumed run: the plateau scale and patience so far
         epoch_end.update(float(row["val_miou"]))
@@ -218,11 +218,14 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
         schedule.total.assign(epochs * settings.steps_per_epoch)
     started_training = time.perf_counter()
 
-    def save(at: Position) -> None:
-        trainer.sync_statistics()
+    def check_finite(at: Position) -> None:
         if not all_finite(model.variables):
             raise diverged(at, "the weights hold NaN or infinite values", checkpoints)
-        checkpoints.save(at, best)
+
+    def save_within_epoch(at: Position) -> None:
+        trainer.sync_statistics()
+        check_finite(at)
+        checkpoints.save(at)
 
     epoch = position.epoch
     while epoch < epochs:
@@ -245,7 +248,7 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
                 after_step(position)
             due = interval and position.global_step % interval == 0 and position.step < settings.steps_per_epoch
             if due or stop.requested:
-                save(position)
+                save_within_epoch(position)
             if stop.requested:
                 raise KeyboardInterrupt
         logs = {"learning_rate": trainer.learning_rate(), **trainer.results()}
@@ -259,10 +262,10 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
         history.append(epoch, logs)
         if panels is not None and is_writer:
             history.predictions(epoch, panels.render(model))
+        # Once for best.keras and the epoch's checkpoint (statistics were synced above).
+        check_finite(position)
         score = logs["val_miou"]
         if math.isfinite(score) and score > best:
-            if not all_finite(model.variables):
-                raise diverged(position, "the weights hold NaN or infinite values", checkpoints)
             best = score
             if is_writer:
                 with atomic_path(best_path) as tmp:
@@ -278,7 +281,7 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
             say(settings, f"time budget {settings.time_budget_minutes:g} min: {epochs} epoch(s) of about "
                           f"{steady:.0f} s; the schedule spans them")
         position = Position(epoch + 1, 0, position.global_step)
-        save(position)
+        checkpoints.save(position)
         say(settings, f"epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.1f}s - "
                       + " - ".join(f"{key} {value:.4g}" for key, value in logs.items()))
         if stop.requested:
