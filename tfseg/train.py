@@ -44,7 +44,8 @@ from tfseg.loop import InputError, LoopSettings, Trainer, run_loop
 from tfseg import losses
 from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.models import build_model, check_options, model_stride
-from tfseg.runtime import apply_precision, describe, is_chief, make_strategy, resolve_jit_compile
+from tfseg.runtime import (apply_precision, describe, is_chief, is_multi_worker, make_strategy,
+                           resolve_jit_compile)
 from tfseg.schedules import make_optimizer
 from tfseg.stages import stage_data_config, stage_index
 
@@ -266,7 +267,7 @@ def train(config: RunConfig, verbose: int = 2,
                             "lower train.batch_size (or data.resize / data.augment.crop_size)") from None
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
                 tf.errors.CancelledError) as err:
-            if strategy.num_replicas_in_sync == 1 and writer:
+            if not is_multi_worker(strategy):  # not a lost peer: TensorFlow's own error
                 raise
             raise UserError(f"multi-worker training lost a worker ({worker_loss(err.message)}); "
                             "the same command on every worker resumes from the last checkpoint") from None
