@@ -10,3 +10,11 @@ SPLIT_FILE = "split.json"  # a seeded train/val split (KITTI Road, folders witho
 
 # In an exported SavedModel directory: class names, palette, preprocessing, stride.
 METADATA_FILE = Path("assets.extra") / "tfseg.json"
+
+
+def model_versions(base: Path) -> list[tuple[int, Path]]:
+    """The numbered version folders of an export's model base folder (TF Serving's layout,
+    ``BASE/<N>/``), lowest first; none if ``base`` is not a folder."""
+    if not base.is_dir():
+        return []
+    return sorted((int(p.name), p) for p in base.iterdir() if p.name.isdigit())

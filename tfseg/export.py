@@ -34,7 +34,7 @@ from pathlib import Path
 
 import keras
 
-from tfseg.artifacts import METADATA_FILE, MODEL_FILE
+from tfseg.artifacts import METADATA_FILE, MODEL_FILE, model_versions
 from tfseg.config import DataConfig, RunConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
@@ -95,8 +95,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
 
 def next_version(base: Path) -> int:
     """One more than the highest numbered version folder in ``base`` (1 if none)."""
-    numbers = [int(p.name) for p in base.iterdir() if p.name.isdigit()] if base.is_dir() else []
-    return max(numbers, default=0) + 1
+    return max((number for number, _ in model_versions(base)), default=0) + 1
 
 
 def source_commit() -> str | None:

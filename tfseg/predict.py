@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tfseg.artifacts import METADATA_FILE
+from tfseg.artifacts import METADATA_FILE, model_versions
 from tfseg.data.labels import full_palette
 from tfseg.evaluate import kitti_submission_stem, quantize_probability
 from tfseg.errors import UserError
@@ -64,8 +64,7 @@ def saved_model_dir(path: Path) -> Path:
     (TF Serving's layout, as ``tfseg export`` writes it)."""
     if (path / "saved_model.pb").is_file():
         return path
-    versions = sorted((int(p.name), p) for p in path.iterdir() if p.name.isdigit()) if path.is_dir() else []
-    for _, version in reversed(versions):
+    for _, version in reversed(model_versions(path)):
         if (version / "saved_model.pb").is_file():
             return version
     raise UserError(f"model {path}: not a SavedModel directory (no saved_model.pb, no version folder "
