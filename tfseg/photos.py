@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from tfseg.data.files import open_image
+from tfseg.data.files import open_image, unreadable
 from tfseg.errors import UserError
 
 # EXIF orientations 5..8 swap width and height.
@@ -68,11 +68,9 @@ def _stored_16_bit(data: bytes) -> bool:
 
 
 def _reason(err: Exception) -> str:
-    if isinstance(err, Image.UnidentifiedImageError):
-        return "not a readable image (unknown or unsupported format)"
     if isinstance(err, PermissionError):
         return "cannot be read (permission denied)"
-    return f"not a readable image ({err})"
+    return unreadable(err)
 
 
 def read_photo(path: Path) -> Photo:

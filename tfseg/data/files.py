@@ -95,6 +95,13 @@ def strict_pillow() -> Iterator[None]:
         ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
+def unreadable(err: Exception) -> str:
+    """Why Pillow could not read an image, as the reason part of a one-line message."""
+    if isinstance(err, Image.UnidentifiedImageError):  # its message names a BytesIO object
+        return "not a readable image (unknown or unsupported format)"
+    return f"not a readable image ({err})"
+
+
 def open_image(data: bytes, name: str) -> Image.Image:
     """A fully loaded Pillow image; unreadable or truncated data is a :class:`UserError`."""
     try:
@@ -102,10 +109,8 @@ def open_image(data: bytes, name: str) -> Image.Image:
             image = Image.open(io.BytesIO(data))
             image.load()
         return image
-    except Image.UnidentifiedImageError:  # its message names the BytesIO object, not the file
-        raise UserError(f"{name}: not a readable image (unknown or unsupported format)") from None
     except Exception as err:  # Pillow raises many types (OSError, SyntaxError, ValueError...)
-        raise UserError(f"{name}: not a readable image ({err})") from None
+        raise UserError(f"{name}: {unreadable(err)}") from None
 
 
 def decode_rgb(data: bytes, name: str) -> np.ndarray:
@@ -145,7 +150,7 @@ def image_size(location: str) -> tuple[int, int]:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
     except Exception as err:
-        raise UserError(f"{location}: not a readable image ({err})") from None
+        raise UserError(f"{location}: {unreadable(err)}") from None
     return height, width
 
 
