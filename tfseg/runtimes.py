@@ -88,14 +88,15 @@ def run_tflite(model: bytes, images: list[np.ndarray]) -> list[dict]:
     return [{k: v[0] for k, v in runner(images=image[np.newaxis]).items()} for image in images]
 
 
-def convert_onnx(version_dir: Path) -> bytes:
+def convert_onnx(loaded) -> bytes:
+    """ONNX of ``loaded``'s ``serving_default`` (``loaded``: the SavedModel, loaded, which
+    owns the variables and must stay referenced)."""
     try:
         import tf2onnx
     except ImportError:
         raise UserError("--onnx needs tf2onnx: pip install tf2onnx onnxruntime") from None
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(version_dir))  # kept referenced: it owns the variables
     spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
     proto, _ = tf2onnx.convert.from_function(
         tf.function(lambda images: loaded.signatures["serving_default"](images=images)),
@@ -129,7 +130,7 @@ def export_runtimes(version_dir: Path, tflite: bool, onnx: bool) -> dict:
     conversions = [(f"model_{dtype}.tflite", lambda d=dtype: convert_tflite(version_dir, d), run_tflite)
                    for dtype in (TFLITE_TYPES if tflite else ())]
     if onnx:
-        conversions.append(("model.onnx", lambda: convert_onnx(version_dir), run_onnx))
+        conversions.append(("model.onnx", lambda: convert_onnx(loaded), run_onnx))
     for name, convert, run in conversions:
         model = convert()
         with atomic_path(version_dir / "assets.extra" / name) as tmp:
