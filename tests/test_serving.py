@@ -152,3 +152,15 @@ def test_other_runtimes_refuse_a_clahe_model_in_one_line(tmp_path, capsys):
     assert main(["export", "--run-dir", str(run_dir), "--output", str(tmp_path / "x"), "--tflite"]) == 2
     err = capsys.readouterr().err
     assert "was trained with CLAHE" in err and err.count("\n") == 1
+
+
+def test_the_commit_is_this_checkouts_own(run_dir, base):
+    import subprocess
+    from pathlib import Path
+
+    import tfseg
+
+    checkout = Path(tfseg.__file__).resolve().parent.parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True)
+    metadata = json.loads((base / "1" / "assets.extra" / "tfseg.json").read_text())
+    assert metadata["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)

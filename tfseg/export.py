@@ -99,14 +99,19 @@ def next_version(base: Path) -> int:
 
 
 def source_commit() -> str | None:
-    """The git commit tfseg runs from: its checkout's HEAD, or the image's build revision."""
+    """The git commit tfseg runs from: the HEAD of the checkout it lives in (only a
+    checkout of tfseg itself: an installed copy may sit inside some other repository),
+    else the image's build revision."""
+    checkout = Path(__file__).resolve().parent.parent
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+        result = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=checkout,
                                 capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         result = None
     if result is not None and result.returncode == 0:
-        return result.stdout.strip()
+        toplevel, commit = result.stdout.split()
+        if Path(toplevel).resolve() == checkout:
+            return commit
     return os.environ.get("TFSEG_GIT_COMMIT") or None
 
 
