@@ -322,3 +322,18 @@ def test_a_lost_worker_is_named_without_the_graph_trace(message, gist):
     from tfseg.train import worker_loss
 
     assert worker_loss(message) == gist
+
+
+def test_the_file_named_is_the_one_that_failed_not_one_with_stray_values(tmp_path, capsys):
+    """A mask with values the classes do not have still trains (they become void) and is
+    not the file to blame for a truncated image elsewhere in the split."""
+    root = tmp_path / "data"
+    path = folder_dataset(root, np.random.default_rng(0), "truncated")
+    stray = np.zeros((24, 32), np.uint8)
+    stray[0, 0] = 7
+    save_png(root / "masks" / "t1.png", stray)
+    code = main(["train", "--run-dir", str(tmp_path / "run"), "--set", "data.source=folder",
+                 "--set", f"data.data_dir={root}", "--set", "model.options={depth: 2, base_filters: 4}",
+                 "--set", "train.epochs=1", "--set", "train.batch_size=4"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(path) in err and "t1.png" not in err, err

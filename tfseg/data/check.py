@@ -37,8 +37,9 @@ def all_examples(source: FileSource) -> list[Example]:
     return examples
 
 
-def check_example(source: FileSource, example: Example) -> list[tuple[str, str]]:
-    """The problems of one image/mask pair."""
+def check_example(source: FileSource, example: Example, values: bool = True) -> list[tuple[str, str]]:
+    """The problems of one image/mask pair; with ``values`` off only those that stop its
+    decoding (mask values outside the format become void and do not)."""
     problems = []
     reason = verify_image(example.image_path)
     if reason:
@@ -54,7 +55,8 @@ def check_example(source: FileSource, example: Example) -> list[tuple[str, str]]
         if raw.shape[:2] != (height, width):
             problems.append((example.label_path, f"mask is {raw.shape[0]}x{raw.shape[1]} but its image "
                                                  f"{os.path.basename(example.image_path)} is {height}x{width}"))
-    problems += [(example.label_path, text) for text in source.label_problems(raw)]
+    if values:
+        problems += [(example.label_path, text) for text in source.label_problems(raw)]
     return problems
 
 
@@ -91,7 +93,7 @@ def pipeline_error(err, source: Source, split: str, workers: int | None = None) 
     if isinstance(source, FileSource):
         examples = source.complete_examples(split)
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for problems in pool.map(lambda e: check_example(source, e), examples):
+            for problems in pool.map(lambda e: check_example(source, e, values=False), examples):
                 if problems:
                     file, reason = problems[0]
                     return UserError(f"{file}: {reason} ({source.name} {split} split); {hint}")
