@@ -106,7 +106,7 @@ class History:
                     if key.startswith("val_") == bool(prefix):
                         tf.summary.scalar("epoch_" + key.removeprefix(prefix), value)
             self._writers[name].flush()
-        plot_curves(self.csv_path, self.curves_path)
+        plot_curves(self.rows, self.curves_path)
 
     def _write_csv(self) -> None:
         if not self.is_writer:

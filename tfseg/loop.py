@@ -199,7 +199,8 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
     stopping.
 
     ``train_batches(epoch, skip)`` is the epoch's batch stream from step ``skip`` on.
-    ``after_step`` is called after every step (tests use it to interrupt a run).
+    ``panels`` (the writer's only) go to TensorBoard every epoch. ``after_step`` is called
+    after every step (tests use it to interrupt a run).
     """
     strategy, model = trainer.strategy, trainer.model
     restored = checkpoints.restore()
@@ -260,7 +261,7 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
         validation_seconds = time.perf_counter() - validation_started
         logs.update(trainer.results("val_"))
         history.append(epoch, logs)
-        if panels is not None and is_writer:
+        if panels is not None:
             history.predictions(epoch, panels.render(model))
         # Once for best.keras and the epoch's checkpoint (statistics were synced above).
         check_finite(position)

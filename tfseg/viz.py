@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 
 import numpy as np
@@ -52,15 +51,14 @@ def save_gallery(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], palette:
     save_grid(pictures, ["input", "ground truth", "prediction"], path)
 
 
-def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Plots loss and mIoU per epoch (train and validation) from a Keras CSV history."""
+def plot_curves(rows: list[dict[str, str]], path: str | os.PathLike) -> None:
+    """Plots loss and mIoU per epoch (train and validation) from the rows of a run's
+    ``history.csv`` (as :class:`csv.DictReader` gives them)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(history_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
     if not rows:
         return
     epochs = [int(r["epoch"]) + 1 for r in rows]
