@@ -46,10 +46,13 @@ def _valid(y_true, ignore_index):
     return ops.where(valid, y_true, ops.zeros_like(y_true)), ops.cast(valid, "float32")
 
 
-def _class_weights_per_pixel(labels, class_weights):
+def _pixel_mean(per_pixel, labels, valid, class_weights):
+    """The mean of ``per_pixel`` over the valid pixels, weighted by ``class_weights[label]``
+    when given; 0 for a batch without a valid pixel (or, weighted, without weight)."""
     if class_weights is None:
-        return None
-    return ops.take(ops.convert_to_tensor(class_weights, "float32"), labels)
+        return ops.sum(per_pixel * valid) / ops.maximum(ops.sum(valid), 1.0)
+    weights = valid * ops.take(ops.convert_to_tensor(class_weights, "float32"), labels)
+    return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), 1e-12)
 
 
 class _SegmentationLoss(keras.losses.Loss):
@@ -77,12 +80,9 @@ class MaskedSparseCrossEntropy(_SegmentationLoss):
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
 
     def call(self, y_true, y_pred):
-        labels, weights = _valid(y_true, self.ignore_index)
+        labels, valid = _valid(y_true, self.ignore_index)
         per_pixel = ops.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"), from_logits=True)
-        class_weights = _class_weights_per_pixel(labels, self.class_weights)
-        if class_weights is not None:
-            weights = weights * class_weights
-        return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), 1e-12 if class_weights is not None else 1.0)
+        return _pixel_mean(per_pixel, labels, valid, self.class_weights)
 
     def get_config(self):
         return {**super().get_config(), "class_weights": self.class_weights}
@@ -100,15 +100,11 @@ class FocalLoss(_SegmentationLoss):
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
 
     def call(self, y_true, y_pred):
-        labels, weights = _valid(y_true, self.ignore_index)
-        logits = ops.cast(y_pred, "float32")
-        ce = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        labels, valid = _valid(y_true, self.ignore_index)
+        ce = ops.sparse_categorical_crossentropy(labels, ops.cast(y_pred, "float32"), from_logits=True)
         p_true = ops.exp(-ce)
         per_pixel = ops.power(ops.maximum(1.0 - p_true, 0.0), self.gamma) * ce
-        class_weights = _class_weights_per_pixel(labels, self.class_weights)
-        if class_weights is not None:
-            weights = weights * class_weights
-        return ops.sum(per_pixel * weights) / ops.maximum(ops.sum(weights), 1e-12 if class_weights is not None else 1.0)
+        return _pixel_mean(per_pixel, labels, valid, self.class_weights)
 
     def get_config(self):
         return {**super().get_config(), "gamma": self.gamma, "class_weights": self.class_weights}
