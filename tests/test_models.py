@@ -24,6 +24,7 @@ from tfseg.models import MODELS, build_model, check_options, model_stride  # noq
 from tfseg.models.cost import model_cost  # noqa: E402
 from tfseg.models.custom_layers import BilinearUpsample2D, BilinearUpsampling  # noqa: E402
 from tfseg.models.encoders import VGG16_CONV_LAYERS  # noqa: E402
+from tfseg.models.fcn import fcn_vgg16  # noqa: E402
 
 MODELS_DIR = Path(__file__).resolve().parents[1] / "tfseg" / "models"
 NUM_CLASSES = 3
@@ -174,6 +175,62 @@ def test_fcn_variants_and_options():
         tiny("fcn8_vgg16", alignment="center")
 
 
+def test_fcn8_kitti_decoder_layers():
+    model = tiny("fcn8_vgg16", decoder="kitti", decoder_channels=24, pool3_scale=0.001,
+                 weight_decay=1e-3)
+    pool4, pool3 = (model.get_layer(name).output.shape[-1] for name in ("block4_pool", "block3_pool"))
+    # (kernel, strides, input channels, output channels) of each learned decoder layer.
+    expected = {"fc7_1x1": ((1, 1), (1, 1), 256, 24), "up_pool4": ((4, 4), (2, 2), 24, pool4),
+                "up_pool3": ((8, 8), (2, 2), pool4, pool3),
+                "upscore8": ((16, 16), (8, 8), pool3, NUM_CLASSES)}
+    for name, (kernel, strides, channels_in, channels_out) in expected.items():
+        layer = model.get_layer(name)
+        assert (layer.kernel_size, layer.strides, layer.padding) == (kernel, strides, "same"), name
+        assert layer.use_bias and layer.compute_dtype == "float32", name
+        assert isinstance(layer.kernel_initializer, keras.initializers.TruncatedNormal), name
+        assert layer.kernel_initializer.stddev == 0.01, name
+        assert layer.input.shape[-1] == channels_in and layer.output.shape[-1] == channels_out, name
+    assert model.get_layer("scale_pool4").scale == 0.01
+    assert model.get_layer("scale_pool3").scale == 0.001
+    # The skips are the pooled features themselves: no 1x1 scores, no fixed upsampling.
+    names = {layer.name for layer in model.layers}
+    assert not names & {"score_pool4", "score_pool3", "score_fr", "upscore2", "score"}
+    assert len(model.losses) == 4  # L2 on the four decoder kernels
+    with pytest.raises(ValueError, match="pad32"):
+        tiny("fcn8_vgg16", decoder="kitti", alignment="pad100")
+    with pytest.raises(ValueError, match="FCN-8s"):
+        fcn_vgg16(NUM_CLASSES, 16, decoder="kitti", width_multiplier=1 / 16)
+    with pytest.raises(ValueError, match="decoder must be"):
+        tiny("fcn8_vgg16", decoder="bilinear")
+
+
+def test_fcn8_kitti_decoder_equals_keras_layers_on_the_raw_skips():
+    """The decoder recomputed with Keras' own layers from fc7, pool4 and pool3: 1x1 conv,
+    4x4/2 transposed conv + 0.01 x pool4, 8x8/2 + 0.001 x pool3, 16x16/8, cropped."""
+    model = tiny("fcn8_vgg16", decoder="kitti", decoder_channels=24, pool3_scale=0.001)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:  # random biases too, so that a dropped bias shows
+        if layer.name in ("fc7_1x1", "up_pool4", "up_pool3", "upscore8"):
+            layer.set_weights([rng.normal(0, 0.1, w.shape).astype("float32") for w in layer.get_weights()])
+    x = images((37, 61), batch=2)
+    features = keras.Model(model.input, [model.get_layer(name).output
+                                         for name in ("drop7", "block4_pool", "block3_pool")])
+    fc7, pool4, pool3 = features(x, training=False)
+
+    def keras_layer(name, cls, **kwargs):
+        source = model.get_layer(name)
+        layer = cls(source.filters, source.kernel_size, strides=source.strides, padding="same", **kwargs)
+        layer.build(source.input.shape)
+        layer.set_weights(source.get_weights())
+        return layer
+
+    y = keras_layer("fc7_1x1", keras.layers.Conv2D)(fc7)
+    y = keras_layer("up_pool4", keras.layers.Conv2DTranspose)(y) + 0.01 * pool4
+    y = keras_layer("up_pool3", keras.layers.Conv2DTranspose)(y) + 0.001 * pool3
+    y = keras_layer("upscore8", keras.layers.Conv2DTranspose)(y)[:, :37, :61]
+    np.testing.assert_allclose(np.asarray(model(x, training=False)), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("alignment", ["pad32", "pad100"])
 @pytest.mark.parametrize("path, stride", [("score_fr", 32), ("score_pool4", 16), ("score_pool3", 8)])
 def test_fcn_alignment(alignment, path, stride):
@@ -261,6 +318,11 @@ def test_fcn_parameter_counts(full_fcn8):
     assert counts == {"fcn32_vgg16": 134_346_581, "fcn16_vgg16": 134_364_410}
     for count in [full_fcn8.count_params(), *counts.values()]:
         assert 134.3e6 <= count <= 134.5e6
+    # The KITTI decoder, layer by layer (weights + biases): fc7 1x1 to 512, 4x4 512->512,
+    # 8x8 512->256, 16x16 256->2; the encoder and fc6/fc7 are the 134,260,544 of the rest.
+    decoder = (4096 * 512 + 512) + (4 * 4 * 512 * 512 + 512) + (8 * 8 * 512 * 256 + 256) + (16 * 16 * 256 * 2 + 2)
+    kitti = build_model("fcn8_vgg16", 2, decoder="kitti")
+    assert kitti.count_params() == 134_260_544 + decoder == 149_072_962
 
 
 def test_fcn_loads_full_vgg16_weights(full_fcn8, vgg16_full):

@@ -13,8 +13,9 @@ import pytest
 from tfseg.models import build_model
 from tfseg.models.custom_layers import Conv2DTranspose, MaxPooling2D
 
-CASES = [  # (kernel, strides, padding): the U-Net's, FCN's learned 2x and final 8x, others
-    (2, 2, "same"), (2, 2, "valid"), (4, 2, "same"), (4, 2, "valid"), (16, 8, "same"),
+CASES = [  # (kernel, strides, padding): the U-Net's, FCN's learned 2x and final 8x, the KITTI
+    # FCN-8s' 8x8 stride 2, others
+    (2, 2, "same"), (2, 2, "valid"), (4, 2, "same"), (4, 2, "valid"), (8, 2, "same"), (16, 8, "same"),
     (16, 8, "valid"), (6, 3, "same"), ((4, 2), (2, 1), "same"), (3, 2, "same"),
 ]
 

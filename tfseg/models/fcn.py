@@ -36,6 +36,15 @@ truncated-normal initialised (stddev 0.01), the 2x upsamplings keep that width, 
 ``score`` convolution maps to the classes at stride 8 (16, 32) before the fixed final
 upsampling. ``weight_decay`` adds an L2 penalty on the kernels of the decoder layers
 (the encoder's decay, if wanted, is the optimizer's ``train.weight_decay``).
+
+``decoder="kitti"`` (FCN-8s only) is the decoder of the widely copied KITTI Road FCN-8s,
+layer for layer: a 1x1 convolution of fc7 to ``decoder_channels`` (512), a 4x4 stride-2
+transposed convolution to pool4's 512 channels added to ``pool4_scale`` x pool4 itself, an
+8x8 stride-2 transposed convolution to pool3's 256 channels added to ``pool3_scale`` x
+pool3 itself, and a 16x16 stride-8 transposed convolution to the classes. The skips are
+the raw pooled features, with no 1x1 projections; every decoder kernel is learned and
+truncated-normal initialised (stddev 0.01), with biases, and 'same' padding as in
+TensorFlow's ``conv2d_transpose``. 149,072,962 parameters for two classes.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ from tfseg.models.encoders import (VGG16_CONV_LAYERS, finish_encoder, scaled_wid
                                    vgg16_features)
 
 ALIGNMENTS = ("pad32", "pad100")
+DECODERS = ("scores", "kitti")
 # Crop offsets of the Caffe net (alignment="pad100"): the score maps of pool4 and pool3
 # and the final upsampled map, by the final upsampling factor.
 PAD100_SKIP_OFFSETS = {"pool4": 5, "pool3": 9}
@@ -69,6 +79,7 @@ def fcn_vgg16(
     weight_decay: float = 0.0,
     alignment: str = "pad32",
     width_multiplier: float = 1.0,
+    decoder: str = "scores",
     name: str | None = None,
 ) -> keras.Model:
     """Builds FCN-``output_stride`` on VGG16 (``output_stride`` 32, 16 or 8).
@@ -90,7 +101,14 @@ def fcn_vgg16(
         Caffe net's pad-100 and crop offsets); see the module documentation.
       width_multiplier: scales every VGG16 and fc6/fc7 width. 1.0 is the published
         network; other values are for tests and cannot take pretrained weights.
+      decoder: "scores" (the paper's, or its ``decoder_channels`` variant) or "kitti"
+        (FCN-8s with 'pad32' only: raw pool4/pool3 skips and learned transposed
+        convolutions; see the module documentation).
     """
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    if decoder == "kitti" and (output_stride != 8 or alignment != "pad32"):
+        raise ValueError("decoder='kitti' is an FCN-8s decoder with alignment='pad32'")
     if output_stride not in PAD100_FINAL_OFFSETS:
         raise ValueError(f"output_stride must be 32, 16 or 8, got {output_stride}")
     if alignment not in ALIGNMENTS:
@@ -115,8 +133,29 @@ def fcn_vgg16(
     x = layers.Dropout(dropout, name="drop7")(x)
 
     # The decoder, in float32 whatever the policy.
-    width = decoder_channels or num_classes
     regularizer = keras.regularizers.L2(weight_decay) if weight_decay else None
+    if not scale_skips:
+        pool4_scale = pool3_scale = None
+    if decoder == "kitti":
+        logits = kitti_decoder(x, features, inputs, num_classes, decoder_channels or 512,
+                               pool4_scale, pool3_scale, regularizer)
+    else:
+        logits = scores_decoder(x, features, inputs, num_classes, output_stride, decoder_channels,
+                                pool4_scale, pool3_scale, regularizer, pad100)
+    model = keras.Model(inputs, logits, name=name)
+
+    # fc6/fc7 come from VGG16's classifier: the weights must include the top.
+    return finish_encoder(model, "vgg16", encoder_weights, freeze_encoder,
+                          VGG16_CONV_LAYERS + ("fc6", "fc7"), include_top=True)
+
+
+def scores_decoder(fc7, features: dict, inputs, num_classes: int, output_stride: int,
+                   decoder_channels: int | None, pool4_scale: float | None,
+                   pool3_scale: float | None, regularizer, pad100: bool):
+    """The paper's decoder (or its ``decoder_channels`` variant): float32 logits
+    ``[B, H, W, num_classes]`` of ``inputs``' size from fc7 and the pool4/pool3 features."""
+    padding = "valid" if pad100 else "same"
+    width = decoder_channels or num_classes
     score_init = (keras.initializers.TruncatedNormal(stddev=0.01) if decoder_channels
                   else "zeros")
 
@@ -124,16 +163,14 @@ def fcn_vgg16(
         return layers.Conv2D(filters, 1, kernel_initializer=score_init, kernel_regularizer=regularizer,
                              dtype="float32", name=layer_name)(t)
 
-    x = score(x, width, "score_fr")
-    if not scale_skips:
-        pool4_scale = pool3_scale = None
+    x = score(fc7, width, "score_fr")
     skips = {32: [], 16: [("pool4", "block4_pool", pool4_scale)],
              8: [("pool4", "block4_pool", pool4_scale), ("pool3", "block3_pool", pool3_scale)]}
     for i, (skip, feature, scale) in enumerate(skips[output_stride]):
         x = Conv2DTranspose(width, 4, strides=2, padding=padding, use_bias=False,
-                                   kernel_initializer=BilinearUpsampling(),
-                                   kernel_regularizer=regularizer, dtype="float32",
-                                   name="upscore2" if i == 0 else "upscore_pool4")(x)
+                            kernel_initializer=BilinearUpsampling(),
+                            kernel_regularizer=regularizer, dtype="float32",
+                            name="upscore2" if i == 0 else "upscore_pool4")(x)
         s = features[feature]
         if scale is not None and scale != 1:
             s = Scale(scale, dtype="float32", name=f"scale_{skip}")(s)
@@ -146,12 +183,29 @@ def fcn_vgg16(
     final = {32: "upscore", 16: "upscore16", 8: "upscore8"}[output_stride]
     x = BilinearUpsample2D(output_stride, padding=padding, dtype="float32", name=final)(x)
     offset = PAD100_FINAL_OFFSETS[output_stride] if pad100 else 0
-    logits = CropToReference(offset, dtype="float32", name="logits")([x, inputs])
-    model = keras.Model(inputs, logits, name=name)
+    return CropToReference(offset, dtype="float32", name="logits")([x, inputs])
 
-    # fc6/fc7 come from VGG16's classifier: the weights must include the top.
-    return finish_encoder(model, "vgg16", encoder_weights, freeze_encoder,
-                          VGG16_CONV_LAYERS + ("fc6", "fc7"), include_top=True)
+
+def kitti_decoder(fc7, features: dict, inputs, num_classes: int, fc7_channels: int,
+                  pool4_scale: float | None, pool3_scale: float | None, regularizer):
+    """The KITTI Road FCN-8s decoder: float32 logits ``[B, H, W, num_classes]`` of
+    ``inputs``' size from fc7 (stride 32) and the raw pool4 (16) and pool3 (8) features."""
+    init = keras.initializers.TruncatedNormal(stddev=0.01)
+
+    def float32_layer(layer, *args, **kwargs):
+        return layer(*args, kernel_initializer=init, kernel_regularizer=regularizer,
+                     padding="same", dtype="float32", **kwargs)
+
+    x = float32_layer(layers.Conv2D, fc7_channels, 1, name="fc7_1x1")(fc7)
+    for skip, feature, scale, kernel in (("pool4", "block4_pool", pool4_scale, 4),
+                                         ("pool3", "block3_pool", pool3_scale, 8)):
+        s = features[feature]
+        x = float32_layer(Conv2DTranspose, s.shape[-1], kernel, strides=2, name=f"up_{skip}")(x)
+        if scale is not None and scale != 1:
+            s = Scale(scale, dtype="float32", name=f"scale_{skip}")(s)
+        x = layers.Add(dtype="float32", name=f"fuse_{skip}")([x, s])
+    x = float32_layer(Conv2DTranspose, num_classes, 16, strides=8, name="upscore8")(x)
+    return CropToReference(0, dtype="float32", name="logits")([x, inputs])
 
 
 def fcn32_vgg16(
@@ -206,6 +260,7 @@ def fcn8_vgg16(
     weight_decay: float = 0.0,
     alignment: str = "pad32",
     width_multiplier: float = 1.0,
+    decoder: str = "scores",
     name: str = "fcn8_vgg16",
 ) -> keras.Model:
     """FCN-8s: adds pool4 and pool3 skips. See :func:`fcn_vgg16` for the options."""
@@ -213,7 +268,7 @@ def fcn8_vgg16(
                      pool4_scale=pool4_scale, pool3_scale=pool3_scale, scale_skips=scale_skips,
                      dropout=dropout, decoder_channels=decoder_channels,
                      weight_decay=weight_decay, alignment=alignment,
-                     width_multiplier=width_multiplier, name=name)
+                     width_multiplier=width_multiplier, decoder=decoder, name=name)
 
 
 def fcn_stride(**_) -> int:
