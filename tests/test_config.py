@@ -123,3 +123,33 @@ def test_cpu_bf16_is_measured_not_assumed():
     speedup = cpu_bf16_speedup()
     assert 0.05 < speedup < 20.0
     assert cpu_bf16_speedup() is speedup  # measured once per process
+
+
+def test_a_preset_starts_from_its_base_and_says_what_differs(tmp_path):
+    base = tmp_path / "base.yaml"
+    base.write_text("train: {epochs: 7, batch_size: 3}\nmodel: {name: unet, options: {depth: 2}}\n")
+    step = tmp_path / "step.yaml"
+    step.write_text(f"base: {base}\ntrain: {{epochs: 9}}\nmodel: {{options: {{base_filters: 4}}}}\n")
+    config = load_config(str(step))
+    assert (config.train.epochs, config.train.batch_size) == (9, 3)
+    assert config.model.options == {"depth": 2, "base_filters": 4}
+    # Another model's options start afresh: unet's depth means nothing to fcn_baseline.
+    other = tmp_path / "other.yaml"
+    other.write_text(f"base: {base}\nmodel: {{name: fcn_baseline, options: {{base_filters: 8}}}}\n")
+    assert load_config(str(other)).model.options == {"base_filters": 8}
+    assert load_config(str(base), ["model.name=fcn_baseline"]).model.options == {}
+
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(f"base: {loop}\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        load_config(str(loop))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: [voc_unet]\n")
+    with pytest.raises(ConfigError, match="base must be a preset name"):
+        load_config(str(bad))
+
+
+@pytest.mark.parametrize("palette", [[[0, 255]], [[0, 256, 0]], [[0, 1.5, 0]], [[True, 0, 0]], ["red"]])
+def test_palette_colours_are_checked(palette):
+    with pytest.raises(ConfigError, match=r"data.palette: each colour must be \[r, g, b\]"):
+        load_config(None, [f"data.palette={palette}"])

@@ -482,3 +482,14 @@ def test_exported_saved_model_matches_the_keras_model(name, tmp_path):
     padded = np.pad(image / 255.0, [(0, 0), (0, -37 % stride), (0, -61 % stride), (0, 0)], mode="reflect")
     expected = np.asarray(model(padded.astype("float32"), training=False))[:, :37, :61].argmax(-1)
     np.testing.assert_array_equal(served, expected)
+
+
+@pytest.mark.parametrize("name", ["unet_vgg16", "unet_resnet50"])
+def test_encoder_unet_without_skip_connections_is_a_plain_decoder(name):
+    with_skips, plain = tiny(name), tiny(name, skip_connections=False)
+    assert any(isinstance(layer, keras.layers.Concatenate) for layer in with_skips.layers)
+    assert not any(isinstance(layer, keras.layers.Concatenate) for layer in plain.layers)
+    # Each decoder level reads only its upsampling's 8 channels: nothing from the encoder.
+    for level in range(5):
+        assert plain.get_layer(f"decoder{level}_conv1").input.shape[-1] == 8
+    assert plain(images((32, 64))).shape == (1, 32, 64, NUM_CLASSES)

@@ -3,6 +3,8 @@
 A run is described by one :class:`RunConfig` tree. It is resolved in three layers,
 later layers winning: the dataclass defaults, a YAML preset (a name from
 ``tfseg/configs/`` or a path), then command-line ``--set section.key=value`` pairs.
+A preset may start from another with ``base: <name or path>`` and say only what differs;
+naming another ``model.name`` starts that model's ``options`` afresh.
 Unknown keys and values of the wrong type are :class:`ConfigError` s that name the key.
 The resolved tree is written to ``run_dir/config.yaml`` before training starts, so a run
 can always be reproduced from its own directory.
@@ -135,6 +137,9 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # [height, width]: resize every image (bilinear) and mask (nearest) before caching.
     resize: list = field(default_factory=list)
+    # [[r, g, b], ...], one per class: the colours of predicted masks, overlays and the
+    # TensorBoard panels, kept in the run and the export; [] keeps the source's own.
+    palette: list = field(default_factory=list)
     # "memory" caches decoded, preprocessed examples in RAM; "" disables caching;
     # any other value is a file prefix for tf.data's on-disk cache.
     cache: str = "memory"
@@ -305,6 +310,19 @@ def _read_yaml(source: str) -> tuple[dict, str]:
     return mapping, label
 
 
+def _merge_preset(config: RunConfig, source: str, derived: tuple[str, ...]) -> None:
+    """Merges a preset into ``config``, its ``base`` preset (name or path) first."""
+    mapping, label = _read_yaml(source)
+    base = mapping.pop("base", None)
+    if base is not None:
+        if not isinstance(base, str):
+            raise ConfigError(f"{label}: base must be a preset name or a YAML path, got {base!r}")
+        if base in (*derived, source):
+            raise ConfigError(f"{label}: base {base!r} leads back to itself")
+        _merge_preset(config, base, (*derived, source))
+    _merge(config, mapping, "", label)
+
+
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
     """Checks ``value`` against a field's type; ints are accepted where floats are expected."""
     origin = typing.get_origin(annotation)
@@ -364,6 +382,8 @@ def _merge(node: Any, mapping: dict, prefix: str, label: str) -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{label}: {dotted} must be a mapping, got {value!r}")
+            if isinstance(current, ModelConfig) and value.get("name", current.name) != current.name:
+                current.options = {}  # options belong to a model: another one starts afresh
             _merge(current, value, dotted + ".", label)
         elif key == "options" and isinstance(current, dict) and isinstance(value, dict):
             current.update(value)  # model options merge key by key, like sections do
@@ -432,6 +452,10 @@ def validate(config: RunConfig) -> None:
                                                  for v in value)):
             noun = "integers" if kind is int else "numbers"
             raise ConfigError(f"{key}: expected two positive {noun} or [], got {value!r}")
+    for colour in config.data.palette:
+        if not (isinstance(colour, list) and len(colour) == 3
+                and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour)):
+            raise ConfigError(f"data.palette: each colour must be [r, g, b] of integers 0..255, got {colour!r}")
     if config.data.augment.scale_range and config.data.augment.scale_range[0] > config.data.augment.scale_range[1]:
         raise ConfigError("data.augment.scale_range: low must not exceed high")
     if not 0.0 <= config.data.augment.hue <= 0.5:
@@ -510,8 +534,7 @@ def load_config(preset: str | None = None, overrides: typing.Iterable[str] = ())
     """Resolves defaults <- preset (name or YAML path) <- ``--set`` overrides, and validates."""
     config = RunConfig()
     if preset:
-        mapping, label = _read_yaml(preset)
-        _merge(config, mapping, "", label)
+        _merge_preset(config, preset, ())
     for text in overrides:
         _merge(config, parse_override(text), "", f"--set {text}")
     validate(config)

@@ -46,7 +46,7 @@ def run_demo(config: RunConfig) -> dict:
     for i, (image, label) in enumerate(examples[:NUM_GALLERY_ROWS]):
         predicted = np.asarray(Image.open(predictions_dir / "masks" / f"test_{i:04d}.png"))
         rows.append((image, label, predicted))
-    save_gallery(rows, source.palette, run.directory / "gallery.png")
+    save_gallery(rows, run.palette, run.directory / "gallery.png")
 
     metrics["seconds"] = round(time.time() - started, 1)
     write_report(metrics, run.directory / "metrics.json")

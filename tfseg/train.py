@@ -33,7 +33,7 @@ from tfseg.config import RunConfig
 from tfseg.data.check import pipeline_error
 from tfseg.data.pipeline import build_dataset, cached_examples
 from tfseg.data.preprocess import normalize
-from tfseg.data.sources import make_source
+from tfseg.data.sources import class_palette, make_source
 from tfseg.data.splits import write_split_record
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, write_text
@@ -205,11 +205,12 @@ def train(config: RunConfig, verbose: int = 2,
     jit_compile = resolve_jit_compile(config.train)
     resolved = describe(policy, jit_compile, strategy)
     num_classes = len(source.class_names)
+    palette = class_palette(config.data, source)
     if writer:
         write_text(run_dir / CONFIG_FILE, config_lib.dump(config) + resolved_comment(resolved)
                    + "".join(line + "\n" for line in changes))
         write_text(run_dir / LABELS_FILE, json.dumps(
-            {"class_names": list(source.class_names), "palette": source.palette.tolist()}, indent=1))
+            {"class_names": list(source.class_names), "palette": palette.tolist()}, indent=1))
 
     t = config.train
     steps = t.steps_per_epoch or max(source.num_examples("train") // t.batch_size, 1)
@@ -235,7 +236,7 @@ def train(config: RunConfig, verbose: int = 2,
             return pad_to_multiple(normalize(images, config.data.preprocess.normalization), stride)
 
         shown = list(cached_examples(source, "val", config.data).take(PREVIEW_IMAGES).as_numpy_iterator())
-        panels = PredictionPanels(shown, panel_input, source.palette)
+        panels = PredictionPanels(shown, panel_input, palette)
 
     with strategy.scope():
         model = build_model(config.model.name, num_classes, **config.model.options)

@@ -114,3 +114,13 @@ def make_source(config: DataConfig) -> Source:
 
         return TfdsSource(config)
     return SOURCES[config.source](config)
+
+
+def class_palette(config: DataConfig, source: Source) -> np.ndarray:
+    """The colours of the classes, ``[K, 3]`` uint8: ``data.palette`` where set, else the source's."""
+    if not config.palette:
+        return np.asarray(source.palette, np.uint8)
+    if len(config.palette) != len(source.class_names):
+        raise UserError(f"data.palette: {len(config.palette)} colour(s) for the {len(source.class_names)} "
+                        f"classes of {config.source} ({', '.join(source.class_names)})")
+    return np.asarray(config.palette, np.uint8)

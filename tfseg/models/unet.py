@@ -118,6 +118,7 @@ def unet_vgg16(
     decoder_filters: tuple = (256, 128, 64, 32, 16),
     batch_norm: bool = True,
     upsampling: str = "transpose",
+    skip_connections: bool = True,
     name: str = "unet_vgg16",
 ) -> keras.Model:
     """A U-Net on VGG16 (conv1_1 ... pool5): skips from block5_conv3 (stride 16) to block1_conv2.
@@ -128,6 +129,8 @@ def unet_vgg16(
       freeze_encoder: makes VGG16's convolutions non-trainable.
       decoder_filters: filters of the five decoder levels, stride 16 first.
       batch_norm, upsampling: as for :func:`unet`, in the decoder.
+      skip_connections: False drops the concatenations: a plain deconvolution decoder on
+        the encoder (the classic "frozen pretrained encoder + decoder" baseline).
     """
     if encoder_weights is not None and input_channels != 3:
         raise ValueError("encoder_weights need input_channels=3")
@@ -135,6 +138,8 @@ def unet_vgg16(
     f = vgg16_features(inputs)
     skips = [f["block5_conv3"], f["block4_conv3"], f["block3_conv3"], f["block2_conv2"],
              f["block1_conv2"]]
+    if not skip_connections:
+        skips = [None] * len(skips)
     model = _encoder_unet(inputs, f["block5_pool"], skips, num_classes, decoder_filters,
                           batch_norm, upsampling, name)
     return finish_encoder(model, "vgg16", encoder_weights, freeze_encoder, VGG16_CONV_LAYERS)
@@ -148,6 +153,7 @@ def unet_resnet50(
     decoder_filters: tuple = (256, 128, 64, 32, 16),
     batch_norm: bool = True,
     upsampling: str = "transpose",
+    skip_connections: bool = True,
     name: str = "unet_resnet50",
 ) -> keras.Model:
     """A U-Net on keras.applications' ResNet50: skips conv4_block6_out (stride 16),
@@ -161,6 +167,8 @@ def unet_resnet50(
     inputs = keras.Input(shape=(None, None, input_channels), name="image")
     f = resnet50_features(inputs)
     skips = [f[name_] for name_ in reversed(RESNET50_FEATURES[:-1])] + [None]
+    if not skip_connections:
+        skips = [None] * len(skips)
     model = _encoder_unet(inputs, f[RESNET50_FEATURES[-1]], skips, num_classes, decoder_filters,
                           batch_norm, upsampling, name)
     encoder_layers = [layer.name for layer in model.layers
