@@ -43,6 +43,22 @@ class SyntheticConfig:
 
 
 @dataclass
+class FgbgConfig:
+    """The built-in foreground-on-background dataset (see :mod:`tfseg.data.fgbg`)."""
+
+    height: int = 192
+    width: int = 192
+    foreground_size: int = 96
+    # The size of each split's pools of backgrounds and foregrounds.
+    backgrounds: int = 100
+    foregrounds: int = 100
+    num_train: int = 4000
+    num_val: int = 200
+    num_test: int = 200
+    seed: int = 0
+
+
+@dataclass
 class PreprocessConfig:
     """Deterministic preprocessing, shared by training and the exported model."""
 
@@ -130,6 +146,7 @@ class DataConfig:
     # tensorflow-datasets' data_dir; "" uses its default (~/tensorflow_datasets).
     tfds_data_dir: str = ""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    fgbg: FgbgConfig = field(default_factory=FgbgConfig)
     kitti: KittiConfig = field(default_factory=KittiConfig)
     voc: VocConfig = field(default_factory=VocConfig)
     folder: FolderConfig = field(default_factory=FolderConfig)
@@ -211,6 +228,11 @@ class TrainConfig:
     # the crop size; the epochs add up to train.epochs. Validation and export keep the
     # configured geometry. See tfseg.stages.
     stages: list = field(default_factory=list)
+    # Weights & Biases (tfseg.tracking): a project name logs every epoch's scores and
+    # prediction panels there when wandb is installed; mode "" leaves it to wandb
+    # (WANDB_MODE, else online), "offline" writes RUN_DIR/wandb for a later `wandb sync`.
+    wandb_project: str = ""
+    wandb_mode: str = ""
 
 
 @dataclass
@@ -250,7 +272,7 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
 
-SOURCE_NAMES = ("synthetic", "kitti_road", "voc2012", "voc2007", "voc_aug", "folder")
+SOURCE_NAMES = ("synthetic", "fgbg", "kitti_road", "voc2012", "voc2007", "voc_aug", "folder")
 
 CHOICES = {
     "data.source": SOURCE_NAMES,
@@ -263,6 +285,7 @@ CHOICES = {
     "loss.region_classes": ("all", "foreground"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("constant", "cosine", "poly", "step", "plateau"),
+    "train.wandb_mode": ("", "online", "offline", "disabled"),
 }
 
 
@@ -436,6 +459,8 @@ def validate(config: RunConfig) -> None:
         "data.synthetic.width": config.data.synthetic.width,
         "data.synthetic.num_train": config.data.synthetic.num_train,
         "data.synthetic.num_val": config.data.synthetic.num_val,
+        **{f"data.fgbg.{key}": getattr(config.data.fgbg, key)
+           for key in ("height", "width", "foreground_size", "backgrounds", "foregrounds", "num_train", "num_val")},
     }
     for key, value in positive.items():
         if value <= 0:
@@ -452,6 +477,10 @@ def validate(config: RunConfig) -> None:
                                                  for v in value)):
             noun = "integers" if kind is int else "numbers"
             raise ConfigError(f"{key}: expected two positive {noun} or [], got {value!r}")
+    fgbg = config.data.fgbg
+    if fgbg.foreground_size > min(fgbg.height, fgbg.width):
+        raise ConfigError(f"data.fgbg.foreground_size: {fgbg.foreground_size} does not fit in "
+                          f"{fgbg.height}x{fgbg.width} scenes")
     for colour in config.data.palette:
         if not (isinstance(colour, list) and len(colour) == 3
                 and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour)):

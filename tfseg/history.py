@@ -7,7 +7,8 @@ counterparts. Each write replaces the file atomically, so a killed run leaves it
 
 TensorBoard's "validation" run also gets, every epoch, the same few validation images as
 the network sees them (resized, equalized) beside their ground truth and the current
-prediction (:class:`PredictionPanels`), under "predictions".
+prediction (:class:`PredictionPanels`), under "predictions". With a tracker
+(:mod:`tfseg.tracking`), rows and panels also go to Weights & Biases.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from tfseg.data.labels import colorize
 from tfseg.fileio import write_text
+from tfseg.tracking import WandbTracker
 from tfseg.viz import plot_curves
 
 # How many validation images TensorBoard shows every epoch.
@@ -65,9 +67,10 @@ def read_rows(path: Path) -> list[dict]:
 class History:
     """The per-epoch record of a run in ``run_dir``; writes nothing unless ``is_writer``."""
 
-    def __init__(self, run_dir: Path, is_writer: bool = True):
+    def __init__(self, run_dir: Path, is_writer: bool = True, tracker: WandbTracker | None = None):
         self.csv_path, self.curves_path = run_dir / "history.csv", run_dir / "curves.png"
         self.is_writer = is_writer
+        self.tracker = tracker
         self.rows = read_rows(self.csv_path)
         self._writers = {}
         if is_writer:
@@ -93,6 +96,8 @@ class History:
         with self._writers["validation"].as_default(step=epoch):
             tf.summary.image("predictions", panels, max_outputs=len(panels))
         self._writers["validation"].flush()
+        if self.tracker is not None:
+            self.tracker.images(epoch, panels)
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
         row = {"epoch": str(epoch), **{key: repr(float(logs[key])) for key in COLUMNS[1:] if key in logs}}
@@ -106,6 +111,8 @@ class History:
                     if key.startswith("val_") == bool(prefix):
                         tf.summary.scalar("epoch_" + key.removeprefix(prefix), value)
             self._writers[name].flush()
+        if self.tracker is not None:
+            self.tracker.log(epoch, logs)
         plot_curves(self.rows, self.curves_path)
 
     def _write_csv(self) -> None:

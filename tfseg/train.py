@@ -48,10 +48,11 @@ from tfseg.runtime import (apply_precision, describe, is_chief, is_multi_worker,
                            resolve_jit_compile)
 from tfseg.schedules import make_optimizer
 from tfseg.stages import stage_data_config, stage_index
+from tfseg.tracking import open_tracker
 
 # Settings a resumed run may change; every other setting must match the run's config.yaml.
 RESUMABLE = ("train.learning_rate", "train.checkpoint_steps", "train.checkpoint_minutes",
-             "train.worker_timeout_seconds")
+             "train.worker_timeout_seconds", "train.wandb_mode")
 CHECKPOINT_DIR = "checkpoints"
 CLASS_WEIGHTS_FILE = "class_weights.json"
 BEST_FILE = "checkpoints/best.keras"
@@ -255,12 +256,15 @@ def train(config: RunConfig, verbose: int = 2,
         print("class weights: " + ", ".join(f"{name} {w:.3g}" for name, w in zip(source.class_names, class_weights)))
     settings = LoopSettings(t.epochs, steps, t.checkpoint_steps, t.checkpoint_minutes, verbose,
                             t.plateau_patience, t.plateau_factor, t.early_stopping_patience, t.time_budget)
+    tracker = (open_tracker(t.wandb_project, t.wandb_mode, config.name, config_lib.to_dict(config), run_dir)
+               if writer else None)
     stop = StopRequest()
     with stop.handling_signals():
         try:
             run_loop(trainer, settings, schedule=schedule, train_batches=train_batches, val_batches=val_ds,
-                     checkpoints=checkpoints, history=History(run_dir, writer), best_path=run_dir / BEST_FILE,
-                     is_writer=writer, stop=stop, panels=panels, after_step=after_step)
+                     checkpoints=checkpoints, history=History(run_dir, writer, tracker),
+                     best_path=run_dir / BEST_FILE, is_writer=writer, stop=stop, panels=panels,
+                     after_step=after_step)
         except InputError as err:
             raise pipeline_error(err.error, source, err.split) from None
         except tf.errors.ResourceExhaustedError:
@@ -272,6 +276,9 @@ def train(config: RunConfig, verbose: int = 2,
                 raise
             raise UserError(f"multi-worker training lost a worker ({worker_loss(err.message)}); "
                             "the same command on every worker resumes from the last checkpoint") from None
+        finally:
+            if tracker is not None:
+                tracker.finish()
 
     if writer:
         best = load_trained_model(run_dir / BEST_FILE)

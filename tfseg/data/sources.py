@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.config import SOURCE_NAMES, DataConfig
-from tfseg.data import synthetic
+from tfseg.data import fgbg, synthetic
 from tfseg.data.folder import FolderSource
 from tfseg.data.kitti_road import KittiRoadSource
 from tfseg.data.voc import Voc2007Source, Voc2012Source, VocAugSource
@@ -47,21 +47,24 @@ class Source(Protocol):
         where the split is fixed (official lists, generated data)."""
 
 
-class SyntheticSource:
-    """Shapes on textures (:mod:`tfseg.data.synthetic`), generated on the fly."""
+class GeneratedSource:
+    """Examples generated on the fly from ``(seed, split, index)``: nothing to download.
 
-    name = "synthetic"
-    class_names = synthetic.CLASS_NAMES
+    Subclasses set ``name``, ``class_names``, ``palette`` and ``self.config`` (with
+    ``height``, ``width``, ``num_train``, ``num_val``, ``num_test`` and ``seed``), and
+    generate ``example(split, index)``.
+    """
+
     splits = ("train", "val", "test")
 
-    def __init__(self, config: DataConfig):
-        self.config = config.synthetic
-        self.palette = synthetic.palette()
+    def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(image uint8 [H, W, 3], label uint8 [H, W])`` of example ``index`` of ``split``."""
+        raise NotImplementedError
 
     def num_examples(self, split: str) -> int:
         sizes = {"train": self.config.num_train, "val": self.config.num_val, "test": self.config.num_test}
         if split not in sizes:
-            raise UserError(f"synthetic data has no split {split!r}: choose one of {', '.join(sizes)}")
+            raise UserError(f"{self.name} data has no split {split!r}: choose one of {', '.join(sizes)}")
         return sizes[split]
 
     def ids(self, split: str) -> list[str]:
@@ -69,10 +72,6 @@ class SyntheticSource:
 
     def split_record(self) -> None:
         return None  # every split is generated from its own seed
-
-    def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
-        c = self.config
-        return synthetic.generate_example(c.seed, split, index, c.height, c.width)
 
     def dataset(self, split: str) -> tf.data.Dataset:
         c = self.config
@@ -90,8 +89,41 @@ class SyntheticSource:
         return indices.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
+class SyntheticSource(GeneratedSource):
+    """Shapes on textures (:mod:`tfseg.data.synthetic`)."""
+
+    name = "synthetic"
+    class_names = synthetic.CLASS_NAMES
+
+    def __init__(self, config: DataConfig):
+        self.config = config.synthetic
+        self.palette = synthetic.palette()
+
+    def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        return synthetic.generate_example(c.seed, split, index, c.height, c.width)
+
+
+class FgbgSource(GeneratedSource):
+    """An object pasted onto a background (:mod:`tfseg.data.fgbg`): the composite and its mask."""
+
+    name = "fgbg"
+    class_names = fgbg.CLASS_NAMES
+    palette = fgbg.PALETTE
+
+    def __init__(self, config: DataConfig):
+        self.config = config.fgbg
+
+    def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+        c = self.config
+        scene = fgbg.generate_scene(c.seed, split, index, c.height, c.width, c.foreground_size,
+                                    c.backgrounds, c.foregrounds)
+        return scene.composite, scene.mask
+
+
 SOURCES = {
     "synthetic": SyntheticSource,
+    "fgbg": FgbgSource,
     "kitti_road": KittiRoadSource,
     "voc2012": Voc2012Source,
     "voc2007": Voc2007Source,

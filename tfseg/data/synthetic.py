@@ -24,7 +24,7 @@ SPLITS = {"train": 0, "val": 1, "test": 2}
 _CLASS_HUES = {1: 0, 2: 60, 3: 115, 4: 25}
 
 
-def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+def textured_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A textured, low-saturation background: a colour gradient, stripes or checks, noise."""
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     base = rng.uniform(60, 190, size=3)
@@ -93,7 +93,7 @@ def generate_example(seed: int, split: str, index: int, height: int = 96, width:
     Label values are class ids ``0..len(CLASS_NAMES)-1`` and :data:`VOID` on void bands.
     """
     rng = np.random.default_rng([seed, SPLITS[split], index])
-    image = _background(rng, height, width)
+    image = textured_background(rng, height, width)
     # Instance map: which pasted object (1-based) owns each pixel; 0 is background.
     instances = np.zeros((height, width), np.int32)
     classes, void_band = [0], [False]
