@@ -493,3 +493,12 @@ def test_encoder_unet_without_skip_connections_is_a_plain_decoder(name):
     for level in range(5):
         assert plain.get_layer(f"decoder{level}_conv1").input.shape[-1] == 8
     assert plain(images((32, 64))).shape == (1, 32, 64, NUM_CLASSES)
+
+
+def test_unet_batch_norm_momentum():
+    default = tiny("unet", batch_norm=True)
+    fast = tiny("unet", batch_norm=True, batch_norm_momentum=0.9)
+    norms = [layer for layer in fast.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and {layer.momentum for layer in norms} == {0.9}
+    assert {layer.momentum for layer in default.layers
+            if isinstance(layer, keras.layers.BatchNormalization)} == {0.99}

@@ -5,14 +5,15 @@ from __future__ import annotations
 from keras import layers
 
 
-def conv_block(x, filters: int, name: str, batch_norm: bool = False, residual: bool = False):
+def conv_block(x, filters: int, name: str, batch_norm: bool = False, residual: bool = False,
+               batch_norm_momentum: float = 0.99):
     """Two 3x3 'same' convolutions with ReLU, optionally batch-normalised and residual."""
     shortcut = x
     for i in (1, 2):
         x = layers.Conv2D(filters, 3, padding="same", use_bias=not batch_norm,
                           kernel_initializer="he_normal", name=f"{name}_conv{i}")(x)
         if batch_norm:
-            x = layers.BatchNormalization(name=f"{name}_bn{i}")(x)
+            x = layers.BatchNormalization(momentum=batch_norm_momentum, name=f"{name}_bn{i}")(x)
         if residual and i == 2:
             shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_shortcut")(shortcut)
             x = layers.Add(name=f"{name}_add")([x, shortcut])

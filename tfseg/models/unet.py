@@ -30,6 +30,7 @@ def unet(
     depth: int = 4,
     base_filters: int = 64,
     batch_norm: bool = False,
+    batch_norm_momentum: float = 0.99,
     dropout: float = 0.0,
     residual: bool = False,
     upsampling: str = "transpose",
@@ -42,6 +43,9 @@ def unet(
       depth: number of 2x2 poolings; the input size must be a multiple of ``2 ** depth``.
       base_filters: filters of the first level; level ``i`` has ``base_filters * 2**i``.
       batch_norm: batch normalisation after every 3x3 convolution (before ReLU).
+      batch_norm_momentum: of its moving statistics, which validation and inference use.
+        Keras' 0.99 averages over the last few hundred steps; a short run (a few hundred
+        steps in all) validates better with 0.9, which follows the weights more closely.
       dropout: dropout rate applied at the bottom of the network (the paper used 0.5).
       residual: adds a 1x1-projected shortcut around each pair of convolutions.
       upsampling: "transpose" (2x2 transposed convolution, as in the paper) or
@@ -52,7 +56,7 @@ def unet(
     if depth < 1:
         raise ValueError(f"depth must be at least 1, got {depth}")
     inputs = keras.Input(shape=(None, None, input_channels), name="image")
-    block = dict(batch_norm=batch_norm, residual=residual)
+    block = dict(batch_norm=batch_norm, residual=residual, batch_norm_momentum=batch_norm_momentum)
 
     x, skips = inputs, []
     for level in range(depth):
