@@ -83,7 +83,8 @@ def cmd_export(args) -> int:
     run = load_run(args.run_dir)
     output = Path(args.output) if args.output else run.directory / run.config.export.path
     path = export_run(run.model(), run.config, output, run.class_names, run.palette,
-                      version=args.version, probabilities=args.probabilities, run_dir=run.directory)
+                      version=args.version, probabilities=args.probabilities, run_dir=run.directory,
+                      input_groups=run.input_groups)
     print(f"exported SavedModel to {path}")
     if args.tflite or args.onnx:
         from tfseg.runtimes import export_runtimes
@@ -98,14 +99,15 @@ def cmd_export(args) -> int:
 def cmd_predict(args) -> int:
     from tfseg.predict import VIDEO_SUFFIXES, predict_folder, predict_video
 
-    if Path(args.input).suffix.lower() in VIDEO_SUFFIXES:
-        summary = predict_video(args.model, args.input, args.output, overwrite=args.overwrite,
+    *stacked_with, main_input = args.input
+    if len(args.input) == 1 and Path(main_input).suffix.lower() in VIDEO_SUFFIXES:
+        summary = predict_video(args.model, main_input, args.output, overwrite=args.overwrite,
                                 frame_masks=args.frame_masks)
         print(f"wrote {len(summary.written)} segmented frame(s) to {args.output}")
         return 0
-    summary = predict_folder(args.model, args.input, args.output, overwrite=args.overwrite,
+    summary = predict_folder(args.model, main_input, args.output, overwrite=args.overwrite,
                              probabilities=args.probabilities, recursive=args.recursive,
-                             tile=args.tile, batch_size=args.batch_size)
+                             tile=args.tile, batch_size=args.batch_size, stacked_with=stacked_with)
     for path, reason in summary.failed:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"{summary.report()}; outputs in {args.output}")
@@ -314,8 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser("predict", help="segment a folder of images, or a video, with a SavedModel")
     predict.add_argument("--model", required=True, help="SavedModel directory from `tfseg export`")
-    predict.add_argument("--input", "-i", required=True,
-                         help="folder of .png/.jpg/.jpeg/.bmp images, or a .mp4/.avi/.mov/.mkv video")
+    predict.add_argument("--input", "-i", required=True, action="append",
+                         help="folder of .png/.jpg/.jpeg/.bmp images, or a .mp4/.avi/.mov/.mkv video; "
+                              "for a model of stacked images (e.g. background + composite), once per "
+                              "image in the model's order: files are paired by name")
     predict.add_argument("--output", "-o", required=True,
                          help="folder for masks/ and overlays/ (images) or <name>_overlay.mp4 (video)")
     predict.add_argument("--overwrite", action="store_true", help="replace existing output files")

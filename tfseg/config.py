@@ -56,6 +56,9 @@ class FgbgConfig:
     num_val: int = 200
     num_test: int = 200
     seed: int = 0
+    # The network's input: "composite" (3 channels) or "pair" (background and composite
+    # stacked: 6 channels).
+    inputs: str = "composite"
 
 
 @dataclass
@@ -286,6 +289,7 @@ CHOICES = {
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("constant", "cosine", "poly", "step", "plateau"),
     "train.wandb_mode": ("", "online", "offline", "disabled"),
+    "data.fgbg.inputs": ("composite", "pair"),
 }
 
 

@@ -193,7 +193,7 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
     import tensorflow as tf
 
     from tfseg.data.sources import make_source
-    from tfseg.inference import SERVING_INPUT, float32_model, make_inference_fn
+    from tfseg.inference import float32_model, make_inference_fn, serving_input
     from tfseg.models import model_stride
     from tfseg.runs import load_run
 
@@ -201,7 +201,7 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
     source = make_source(run.config.data)
     model = float32_model(run.model(), run.config.model, len(source.class_names))
     stride = model_stride(run.config.model.name, **run.config.model.options)
-    predict = tf.function(make_inference_fn(model, run.config.data, stride), input_signature=[SERVING_INPUT])
+    predict = tf.function(make_inference_fn(model, run.config.data, stride), input_signature=[serving_input(3 * len(run.input_groups))])
     return {**score_model(predict, source, split, progress), "split": split, "model": str(run.model_path)}
 
 

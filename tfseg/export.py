@@ -7,9 +7,12 @@
 
 Signatures (endpoints):
 
-* ``serving_default`` (also ``serve``): ``images`` uint8 ``[N, H, W, 3]`` RGB of any size;
-* ``serve_bytes``: ``image_bytes`` string ``[N]``, encoded PNG/JPEG decoded in the graph
-  with its EXIF orientation applied (what a REST client sends, base64-encoded);
+* ``serving_default`` (also ``serve``): ``images`` uint8 ``[N, H, W, 3]`` RGB of any size
+  (``[N, H, W, 3 k]`` for a model of k stacked RGB images, e.g. 6 for a background and a
+  composite; ``tfseg.json``'s ``inputs`` names them in order);
+* ``serve_bytes`` (models of one RGB image): ``image_bytes`` string ``[N]``, encoded
+  PNG/JPEG decoded in the graph with its EXIF orientation applied (what a REST client
+  sends, base64-encoded);
 * ``network_input``: the tensor the network is fed, for checking it against training;
 * ``network``: the network alone on such a tensor (logits), for segmenting in tiles.
 
@@ -38,9 +41,8 @@ from tfseg.artifacts import METADATA_FILE, MODEL_FILE, model_versions
 from tfseg.config import DataConfig, RunConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
-from tfseg.inference import (BYTES_INPUT, NETWORK_INPUT, SERVING_INPUT, float32_model,
-                             make_bytes_inference_fn, make_inference_fn, make_network_fn,
-                             make_network_input_fn)
+from tfseg.inference import (BYTES_INPUT, float32_model, make_bytes_inference_fn, make_inference_fn,
+                             make_network_fn, make_network_input_fn, network_input_spec, serving_input)
 from tfseg.models import model_stride
 
 KERAS_COPY = Path("assets.extra") / "model.keras"
@@ -49,8 +51,10 @@ KERAS_COPY = Path("assets.extra") / "model.keras"
 def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
                        data_config: DataConfig, stride: int, class_names, palette,
                        extra: dict | None = None, probabilities: bool = True,
-                       keras_file: Path | None = None) -> Path:
+                       keras_file: Path | None = None, input_groups=("image",)) -> Path:
     """Writes the SavedModel to ``path``, which must not exist yet.
+
+    ``input_groups`` names the RGB images stacked in each input (3 channels each).
 
     The model is written into a temporary sibling directory and renamed into place, so
     ``path`` is either absent or a complete SavedModel, never a half-written one.
@@ -69,18 +73,20 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
         archive.track(model)
         inference_fn = make_inference_fn(model, data_config, stride, probabilities)
         # The first endpoint is also the signature "serving_default".
-        archive.add_endpoint("serve", inference_fn, input_signature=[SERVING_INPUT])
-        archive.add_endpoint("serve_bytes", make_bytes_inference_fn(inference_fn),
-                             input_signature=[BYTES_INPUT])
+        channels = 3 * len(input_groups)
+        archive.add_endpoint("serve", inference_fn, input_signature=[serving_input(channels)])
+        if len(input_groups) == 1:  # an encoded file holds one RGB image
+            archive.add_endpoint("serve_bytes", make_bytes_inference_fn(inference_fn),
+                                 input_signature=[BYTES_INPUT])
         archive.add_endpoint("network_input", make_network_input_fn(data_config, stride),
-                             input_signature=[SERVING_INPUT])
-        archive.add_endpoint("network", make_network_fn(model), input_signature=[NETWORK_INPUT])
+                             input_signature=[serving_input(channels)])
+        archive.add_endpoint("network", make_network_fn(model), input_signature=[network_input_spec(channels)])
         archive.write_out(str(staging), verbose=False)
         metadata = {"class_names": list(class_names), "palette": [list(map(int, c)) for c in palette],
                     "resize": list(data_config.resize),
                     "preprocess": dataclasses.asdict(data_config.preprocess), "stride": stride,
                     "outputs": ["classes", "probabilities"] if probabilities else ["classes"],
-                    **(extra or {})}
+                    "inputs": list(input_groups), **(extra or {})}
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
         if keras_file is not None:
@@ -127,7 +133,7 @@ def run_scores(run_dir: Path) -> dict:
 
 def export_run(model: keras.Model, config: RunConfig, base: str | os.PathLike, class_names, palette, *,
                version: int | None = None, probabilities: bool = True,
-               run_dir: Path | None = None) -> Path:
+               run_dir: Path | None = None, input_groups=("image",)) -> Path:
     """Exports a model trained with ``config`` (its geometry, preprocessing and stride) as
     version ``version`` (default: the next) under ``base``; returns the version folder.
 
@@ -159,4 +165,4 @@ def export_run(model: keras.Model, config: RunConfig, base: str | os.PathLike, c
         model, base / str(version), data_config=config.data,
         stride=model_stride(config.model.name, **config.model.options),
         class_names=class_names, palette=palette, extra=extra, probabilities=probabilities,
-        keras_file=keras_file)
+        keras_file=keras_file, input_groups=input_groups)

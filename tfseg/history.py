@@ -33,14 +33,15 @@ PREVIEW_IMAGES = 4
 class PredictionPanels:
     """A fixed set of validation examples, and ``[image | truth | prediction]`` panels of them.
 
-    ``examples``: ``(image uint8 [H, W, 3], label uint8 [H, W])`` as cached for training;
-    ``network_input(images uint8 [N, H, W, 3])`` gives the network's input for them.
+    ``examples``: ``(image uint8 [H, W, 3 k], label uint8 [H, W])`` as cached for training;
+    ``network_input(images uint8 [N, H, W, 3 k])`` gives the network's input for them. Of
+    stacked RGB images, the panel shows the last (a pair's composite).
     """
 
     def __init__(self, examples, network_input, palette):
-        self.images = [image for image, _ in examples]
+        self.inputs = [network_input(image[None]) for image, _ in examples]
+        self.images = [image[..., -3:] for image, _ in examples]
         self.labels = [label for _, label in examples]
-        self.inputs = [network_input(image[None]) for image in self.images]
         self.palette = np.asarray(palette, np.uint8)
 
     def render(self, model) -> np.ndarray:

@@ -3,7 +3,7 @@ same size out. The exported SavedModel (:mod:`tfseg.export`) and ``tfseg evaluat
 (:mod:`tfseg.evaluate`) both run :func:`make_inference_fn`, so what is scored is what
 is served.
 
-    images uint8 [N, H, W, 3]
+    images uint8 [N, H, W, C]   (C = 3 per RGB image stacked: 3, or 6 for a pair)
       -> network_input: resize to data.resize, CLAHE, normalise   (as in training)
       -> pad to the network's stride (reflect), network, crop the padding off
       -> logits resized bilinearly back to H x W (when data.resize is set)
@@ -19,12 +19,19 @@ from tfseg.config import DataConfig, ModelConfig
 from tfseg.data.preprocess import network_input
 from tfseg.models import build_model
 
-# What the inference path takes: a batch of uint8 RGB images of any one size.
-SERVING_INPUT = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
-# Or a batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
+# A batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
 BYTES_INPUT = tf.TensorSpec([None], tf.string, name="image_bytes")
-# What the network itself takes: network_input's output (or a tile of it).
-NETWORK_INPUT = tf.TensorSpec([None, None, None, 3], tf.float32, name="network_input")
+
+
+def serving_input(channels: int = 3) -> tf.TensorSpec:
+    """What the inference path takes: a batch of uint8 images of any one size, ``channels``
+    deep (one RGB image, or several stacked)."""
+    return tf.TensorSpec([None, None, None, channels], tf.uint8, name="images")
+
+
+def network_input_spec(channels: int = 3) -> tf.TensorSpec:
+    """What the network itself takes: network_input's output (or a tile of it)."""
+    return tf.TensorSpec([None, None, None, channels], tf.float32, name="network_input")
 
 
 def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:

@@ -100,6 +100,8 @@ class SegmentationModel:
         self.serve = self._loaded.serve
         self.stride = int(self.metadata.get("stride", 1))
         self.resize = list(self.metadata.get("resize") or [])
+        # The RGB images stacked in each input, in order (exports before stacked inputs: one).
+        self.inputs = list(self.metadata.get("inputs", ["image"]))
 
     def network_pixels(self, height: int, width: int) -> int:
         """How many pixels the network sees for an image of ``height`` x ``width``."""
@@ -201,7 +203,7 @@ def write_probability(path: Path, probability: np.ndarray) -> None:
 def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: str | Path,
                    overwrite: bool = False, progress: bool = True, probabilities: bool = False,
                    recursive: bool = False, tile: str | int = "auto",
-                   batch_size: int = DEFAULT_BATCH) -> PredictSummary:
+                   batch_size: int = DEFAULT_BATCH, stacked_with=()) -> PredictSummary:
     """Writes ``output/masks/<name>.png`` and ``output/overlays/<name>.png`` per input image
     (``<name>`` keeps the sub-folders with ``recursive``), and with ``probabilities``
     (two-class models) ``output/probabilities/<name>.png``: the class-1 probability as
@@ -213,13 +215,24 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
     ``TILE_AUTO_PIXELS`` (``tile="auto"``), or any image (``tile=N``), is segmented in
     tiles of N (default ``DEFAULT_TILE``) pixels. An image that cannot be read or runs
     out of memory is reported in the summary and skipped; the others are still segmented.
+
+    A model of stacked RGB images (e.g. background + composite) takes, in ``stacked_with``,
+    the folders of the images before ``input_dir``'s, in the model's order; the files are
+    paired by their path (any image suffix), and overlays are drawn on ``input_dir``'s.
     """
     from tqdm import tqdm
 
     started = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     images, broken = check_folders(input_dir, output_dir, recursive)
+    stacked_with = [Path(folder) for folder in stacked_with]
+    for folder in stacked_with:
+        if not folder.is_dir():
+            raise UserError(f"input {folder}: is not a directory")
     model = SegmentationModel(model_path)
+    if len(model.inputs) != 1 + len(stacked_with):
+        raise UserError(f"model {model.path} takes {' + '.join(model.inputs)} stacked: give one --input folder "
+                        f"for each, in that order (got {1 + len(stacked_with)})")
     probability_of = 1 if probabilities else None
     if probabilities and len(model.class_names) != 2:
         raise UserError(f"--probabilities: model {model_path} has {len(model.class_names)} classes; "
@@ -256,10 +269,13 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
 
     with ThreadPoolExecutor(max_workers=2) as pool, \
             tqdm(total=len(images), desc="segmenting", unit="img", disable=not progress, file=sys.stderr) as bar:
-        reading = pool.submit(read_batch, batches[0]) if batches else None
+        def read(batch):
+            return read_batch(batch, input_dir, stacked_with)
+
+        reading = pool.submit(read, batches[0]) if batches else None
         for index, batch in enumerate(batches):
             photos, failed = reading.result()
-            reading = pool.submit(read_batch, batches[index + 1]) if index + 1 < len(batches) else None
+            reading = pool.submit(read, batches[index + 1]) if index + 1 < len(batches) else None
             summary.failed += failed
             for path, photo, result in segment_batch(model, photos, tile, probability_of):
                 if isinstance(result, str):
@@ -267,7 +283,8 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
                     continue
                 summary.converted.update(photo.notes)
                 summary.tiled += result.tiled
-                pending.append((path, pool.submit(write_outputs, targets[path], photo.image, result, model.palette)))
+                pending.append((path, pool.submit(write_outputs, targets[path], photo.image[..., -3:], result,
+                                                  model.palette)))
             while len(pending) > 2 * batch_size:
                 finish_write()
             bar.update(len(batch))
@@ -312,11 +329,46 @@ def size_batches(images: list[Path], batch_size: int) -> tuple[list[list[Path]],
     return batches, failed
 
 
-def read_batch(paths: list[Path]) -> tuple[list[tuple[Path, Photo]], list[tuple[Path, str]]]:
+def partner_files(path: Path, input_dir: Path, stacked_with: list[Path]) -> list[Path]:
+    """The files stacked before ``path`` (an image in ``input_dir``): in each of the
+    ``stacked_with`` folders, the image at the same relative path, with any image suffix."""
+    relative = path.relative_to(input_dir).with_suffix("")
+    partners = []
+    for folder in stacked_with:
+        found = [folder / relative.with_suffix(suffix) for suffix in IMAGE_SUFFIXES]
+        found = [candidate for candidate in found if candidate.is_file()]
+        if not found:
+            raise PhotoError(f"no image {relative}.* in {folder} to stack with it")
+        partners.append(found[0])
+    return partners
+
+
+def read_stacked(path: Path, input_dir: Path, stacked_with: list[Path]) -> Photo:
+    """The photo at ``path``, after its partners (:func:`partner_files`) along the channels:
+    uint8 ``[H, W, 3 k]``; all of them must have one size."""
+    if not stacked_with:
+        return read_photo(path)
+    photos = []
+    for partner in partner_files(path, input_dir, stacked_with):
+        try:
+            photos.append(read_photo(partner))
+        except PhotoError as err:
+            raise PhotoError(f"{partner}: {err}") from None
+    photo = read_photo(path)
+    for partner, other in zip(stacked_with, photos):
+        if other.image.shape != photo.image.shape:
+            raise PhotoError(f"is {photo.image.shape[0]}x{photo.image.shape[1]} but its partner in {partner} "
+                             f"is {other.image.shape[0]}x{other.image.shape[1]}")
+    notes = sorted({note for p in (*photos, photo) for note in p.notes})
+    return Photo(np.concatenate([p.image for p in (*photos, photo)], axis=-1), notes)
+
+
+def read_batch(paths: list[Path], input_dir: Path,
+               stacked_with: list[Path]) -> tuple[list[tuple[Path, Photo]], list[tuple[Path, str]]]:
     photos, failed = [], []
     for path in paths:
         try:
-            photos.append((path, read_photo(path)))
+            photos.append((path, read_stacked(path, input_dir, stacked_with)))
         except PhotoError as err:
             failed.append((path, str(err)))
     return photos, failed
@@ -388,6 +440,9 @@ def predict_video(model_path: str | Path, video: str | Path, output_dir: str | P
         raise UserError(f"output {target if target.exists() else masks_dir}: already exists; "
                         "pass --overwrite or choose another --output")
     model = SegmentationModel(model_path)
+    if len(model.inputs) != 1:
+        raise UserError(f"model {model.path} takes {' + '.join(model.inputs)} stacked: it segments "
+                        "folders of paired images, not a video")
     summary = PredictSummary()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ class Run:
     config: RunConfig
     class_names: list[str]
     palette: list[list[int]]  # [num_classes, 3] RGB
+    input_groups: list[str]  # the RGB images stacked in each input, e.g. ["image"]
 
     @property
     def model_path(self) -> Path:
@@ -41,4 +42,6 @@ def load_run(run_dir: str | Path) -> Run:
         if not path.is_file():
             raise UserError(f"run directory {directory}: has no {path.name}; give a directory written by `tfseg train`")
     labels = json.loads(labels_path.read_text())
-    return Run(directory, load_config(str(config_path)), labels["class_names"], labels["palette"])
+    # Runs from before stacked inputs have no "input_groups": one RGB image.
+    return Run(directory, load_config(str(config_path)), labels["class_names"], labels["palette"],
+               labels.get("input_groups", ["image"]))

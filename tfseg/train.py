@@ -167,6 +167,19 @@ def resolve_class_weights(config: RunConfig, source, run_dir: Path, is_writer: b
     return weights
 
 
+def match_input_channels(config: RunConfig, source) -> None:
+    """Sets ``model.options.input_channels`` to the source's (3 per stacked RGB image) when
+    it is not 3, so that the run's config.yaml rebuilds the same network; refuses a
+    configured value that differs."""
+    channels = 3 * len(source.input_groups)
+    configured = config.model.options.get("input_channels", 3)
+    if "input_channels" in config.model.options and configured != channels:
+        raise UserError(f"model.options.input_channels: {configured}, but {source.name} gives "
+                        f"{channels} channels ({' + '.join(source.input_groups)})")
+    if channels != 3:
+        config.model.options["input_channels"] = channels
+
+
 def earlier_changes(config_path: Path) -> list[str]:
     """The "# changed on resumption" lines of an unfinished run's config.yaml."""
     if not config_path.is_file():
@@ -190,6 +203,7 @@ def train(config: RunConfig, verbose: int = 2,
     if not config.data.split_file and run_split_file.is_file():  # going on with a run
         config.data.split_file = str(run_split_file)
     source, split_record = make_source(config.data), None
+    match_input_channels(config, source)
     if not config.data.split_file:
         split_record = source.split_record()
         if split_record is not None:
@@ -211,7 +225,8 @@ def train(config: RunConfig, verbose: int = 2,
         write_text(run_dir / CONFIG_FILE, config_lib.dump(config) + resolved_comment(resolved)
                    + "".join(line + "\n" for line in changes))
         write_text(run_dir / LABELS_FILE, json.dumps(
-            {"class_names": list(source.class_names), "palette": palette.tolist()}, indent=1))
+            {"class_names": list(source.class_names), "palette": palette.tolist(),
+             "input_groups": list(source.input_groups)}, indent=1))
 
     t = config.train
     steps = t.steps_per_epoch or max(source.num_examples("train") // t.batch_size, 1)

@@ -1,10 +1,12 @@
 """Joint random augmentation of an image and its label map.
 
-Every function takes ``image`` float32 ``[H, W, 3]`` on the 0..255 scale (before
-normalisation), ``label`` uint8 ``[H, W]`` and a stateless ``seed`` int32/int64 ``[2]``, and
-applies one random draw to both. Geometric transforms move the mask with its image,
-resample labels with nearest neighbour only, and fill uncovered label pixels with void
-(255), never with reflected or invented labels. Colour transforms touch the image only.
+Every function takes ``image`` float32 ``[H, W, 3 k]`` on the 0..255 scale (before
+normalisation: one RGB image, or k of them stacked along the channels), ``label`` uint8
+``[H, W]`` and a stateless ``seed`` int32/int64 ``[2]``, and applies one random draw to
+both. Geometric transforms move every channel and the mask together, resample labels with
+nearest neighbour only, and fill uncovered label pixels with void (255), never with
+reflected or invented labels. Colour transforms touch the image only, and give each of
+stacked RGB images the same draw (a background and its composite stay consistent).
 A fixed seed gives a fixed result.
 """
 
@@ -17,6 +19,7 @@ import tensorflow as tf
 from tfseg.config import AugmentConfig
 from tfseg.data.clahe import clahe
 from tfseg.data.labels import VOID
+from tfseg.data.preprocess import per_rgb_image
 
 
 def _uniform(seed, low, high):
@@ -76,7 +79,7 @@ def random_crop_or_pad(image, label, seed, size):
     left = tf.random.stateless_uniform([], seeds[1], 0, width + pad_w - size[1] + 1, tf.int32)
     image = image[top:top + size[0], left:left + size[1]]
     label = label[top:top + size[0], left:left + size[1]]
-    return tf.ensure_shape(image, [size[0], size[1], 3]), tf.ensure_shape(label, [size[0], size[1]])
+    return tf.ensure_shape(image, [size[0], size[1], image.shape[-1]]), tf.ensure_shape(label, [size[0], size[1]])
 
 
 def random_rotation(image, label, seed, max_degrees):
@@ -107,22 +110,27 @@ def random_rotation(image, label, seed, max_degrees):
 def random_colour(image, seed, config: AugmentConfig):
     """Brightness, contrast, saturation and hue jitter on the image alone."""
     seeds = tf.random.experimental.stateless_split(seed, num=4)
-    x = image / 255.0
-    if config.brightness:
-        x = tf.image.stateless_random_brightness(x, config.brightness, seeds[0])
-    if config.contrast:
-        x = tf.image.stateless_random_contrast(x, 1 - config.contrast, 1 + config.contrast, seeds[1])
-    if config.saturation:
-        x = tf.image.stateless_random_saturation(x, 1 - config.saturation, 1 + config.saturation, seeds[2])
-    if config.hue:
-        x = tf.image.stateless_random_hue(x, config.hue, seeds[3])
-    return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+    def jitter(rgb):
+        x = rgb / 255.0
+        if config.brightness:
+            x = tf.image.stateless_random_brightness(x, config.brightness, seeds[0])
+        if config.contrast:
+            x = tf.image.stateless_random_contrast(x, 1 - config.contrast, 1 + config.contrast, seeds[1])
+        if config.saturation:
+            x = tf.image.stateless_random_saturation(x, 1 - config.saturation, 1 + config.saturation, seeds[2])
+        if config.hue:
+            x = tf.image.stateless_random_hue(x, config.hue, seeds[3])
+        return tf.clip_by_value(x, 0.0, 1.0) * 255.0
+
+    return per_rgb_image(jitter, image)
 
 
 def random_clahe(image, seed, probability, clip_limit, tile_grid_size):
     """CLAHE on the luminance, applied with the given probability."""
     def equalize():
-        equalized = clahe(tf.cast(tf.round(image), tf.uint8), clip_limit, tile_grid_size)
+        equalized = per_rgb_image(lambda rgb: clahe(rgb, clip_limit, tile_grid_size),
+                                  tf.cast(tf.round(image), tf.uint8))
         return tf.cast(equalized, tf.float32)
 
     return tf.cond(_uniform(seed, 0.0, 1.0) < probability, equalize, lambda: image)

@@ -222,6 +222,7 @@ class FileSource:
     class_names: tuple[str, ...] = ()
     palette: np.ndarray
     splits: tuple[str, ...] = ()
+    input_groups: tuple[str, ...] = ("image",)
     root: str | os.PathLike = ""  # where the files are, for messages
 
     def __init__(self):

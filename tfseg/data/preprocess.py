@@ -10,6 +10,12 @@ cache, normalisation after augmentation), and the exported SavedModel and ``tfse
 evaluate`` call :func:`network_input` itself (:mod:`tfseg.inference`), so there is no
 train/serve drift to test away.
 
+Inputs of several RGB images stacked along the channels (``[..., H, W, 3 k]``, e.g. a
+background and a composite: ``k = 2``) are preprocessed image by image: CLAHE equalizes each
+image's own luminance, and the ImageNet normalisations subtract (and divide by) the RGB
+statistics from each image's three channels (:func:`per_rgb_image`). "unit" scales every
+channel alike.
+
 ``data.resize: [h, w]`` stretches every image to exactly ``h x w``, whatever its aspect
 ratio, and the predictions are stretched back to the image's own size. It is meant for
 datasets whose images share (nearly) one aspect ratio, like KITTI Road (1242x375,
@@ -29,8 +35,19 @@ IMAGENET_MEAN_RGB = (123.68, 116.779, 103.939)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
 
+def per_rgb_image(fn, images: tf.Tensor) -> tf.Tensor:
+    """Applies ``fn`` (``[..., 3]`` -> ``[..., 3]``) to each RGB image of ``images``
+    ``[..., 3 k]`` (channels ``0:3``, ``3:6``, ...) and stacks the results the same way."""
+    channels = images.shape[-1]
+    if channels is None or channels % 3:
+        raise ValueError(f"expected RGB images stacked along the channels (3 k of them), got {images.shape}")
+    if channels == 3:
+        return fn(images)
+    return tf.concat([fn(images[..., i:i + 3]) for i in range(0, channels, 3)], axis=-1)
+
+
 def resize_image(images: tf.Tensor, size) -> tf.Tensor:
-    """uint8 ``[..., H, W, 3]`` -> uint8 ``[..., size[0], size[1], 3]``: bilinear with half-pixel
+    """uint8 ``[..., H, W, C]`` -> uint8 ``[..., size[0], size[1], C]``: bilinear with half-pixel
     centres and no antialiasing, rounded back to uint8, so that CLAHE sees integers."""
     # Cast first (exact for uint8): the same result, and an op every runtime has (TFLite's
     # built-in bilinear resize takes floats only).
@@ -39,22 +56,24 @@ def resize_image(images: tf.Tensor, size) -> tf.Tensor:
 
 
 def equalize(images: tf.Tensor, config: PreprocessConfig, backend: str = "tensorflow") -> tf.Tensor:
-    """CLAHE on the luminance if ``config.clahe``: uint8 ``[..., H, W, 3]`` in and out.
+    """CLAHE on each RGB image's luminance if ``config.clahe``: uint8 ``[..., H, W, 3 k]`` in
+    and out.
 
-    ``backend="opencv"`` (single ``[H, W, 3]`` images only) computes the same pixels with
+    ``backend="opencv"`` (single ``[H, W, 3 k]`` examples only) computes the same pixels with
     OpenCV through ``tf.numpy_function``: for the input pipeline, never for a SavedModel.
     """
     if not config.clahe:
         return images
-    if backend == "opencv":
-        return clahe_opencv(images, config.clahe_clip_limit, tuple(config.clahe_tile_grid))
-    if backend != "tensorflow":
+    if backend not in ("opencv", "tensorflow"):
         raise ValueError(f"unknown CLAHE backend {backend!r}")
-    return clahe(images, config.clahe_clip_limit, tuple(config.clahe_tile_grid))
+    equalize_one = clahe_opencv if backend == "opencv" else clahe
+    return per_rgb_image(lambda rgb: equalize_one(rgb, config.clahe_clip_limit, tuple(config.clahe_tile_grid)),
+                         images)
 
 
 def normalize(images: tf.Tensor, normalization: str = "unit") -> tf.Tensor:
-    """Maps RGB images on the 0..255 scale (uint8 or float) to float32 network inputs.
+    """Maps RGB images ``[..., 3 k]`` on the 0..255 scale (uint8 or float) to float32
+    network inputs, image by image.
 
     normalization:
       "unit": ``x / 255``, for networks trained from scratch.
@@ -66,20 +85,20 @@ def normalize(images: tf.Tensor, normalization: str = "unit") -> tf.Tensor:
     if normalization == "unit":
         return x / 255.0
     if normalization == "imagenet_caffe":
-        return tf.reverse(x - tf.constant(IMAGENET_MEAN_RGB), axis=[-1])
+        return per_rgb_image(lambda rgb: tf.reverse(rgb - tf.constant(IMAGENET_MEAN_RGB), axis=[-1]), x)
     if normalization == "imagenet_torch":
         mean = tf.constant(IMAGENET_MEAN_RGB) / 255.0
-        return (x / 255.0 - mean) / tf.constant(IMAGENET_STD_RGB)
+        return per_rgb_image(lambda rgb: (rgb / 255.0 - mean) / tf.constant(IMAGENET_STD_RGB), x)
     raise ValueError(f"unknown normalization {normalization!r}")
 
 
 def preprocess(images: tf.Tensor, config: PreprocessConfig) -> tf.Tensor:
-    """uint8 RGB ``[..., H, W, 3]`` -> float32 network input of the same shape (no resize)."""
+    """uint8 RGB ``[..., H, W, 3 k]`` -> float32 network input of the same shape (no resize)."""
     return normalize(equalize(images, config), config.normalization)
 
 
 def network_input(images: tf.Tensor, config: DataConfig) -> tf.Tensor:
-    """uint8 RGB ``[N, H, W, 3]`` -> float32 ``[N, h, w, 3]``: resized to ``config.resize``
+    """uint8 RGB ``[N, H, W, 3 k]`` -> float32 ``[N, h, w, 3 k]``: resized to ``config.resize``
     (when set, else kept at ``H x W``), equalized and normalised, as the network was trained."""
     if config.resize:
         images = resize_image(images, config.resize)

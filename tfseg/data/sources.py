@@ -32,6 +32,9 @@ class Source(Protocol):
     class_names: tuple[str, ...]
     palette: np.ndarray  # [num_classes, 3] uint8 RGB
     splits: tuple[str, ...]  # e.g. ("train", "val", "trainval", "test")
+    # The RGB images stacked along the channels of every input, in order: ("image",) for
+    # photos, ("background", "composite") for a pair (6 channels).
+    input_groups: tuple[str, ...]
 
     def num_examples(self, split: str) -> int: ...
 
@@ -39,8 +42,9 @@ class Source(Protocol):
         """The split's image ids, in the order of :meth:`dataset`."""
 
     def dataset(self, split: str) -> tf.data.Dataset:
-        """Unbatched ``(image uint8 [H, W, 3], label uint8 [H, W])`` in a fixed order, at the
-        images' own size; images without ground truth come with all-void labels."""
+        """Unbatched ``(image uint8 [H, W, 3 len(input_groups)], label uint8 [H, W])`` in a
+        fixed order, at the images' own size; images without ground truth come with all-void
+        labels."""
 
     def split_record(self) -> dict | None:
         """The seeded train/val split, for a split file (:mod:`tfseg.data.splits`); None
@@ -56,9 +60,10 @@ class GeneratedSource:
     """
 
     splits = ("train", "val", "test")
+    input_groups: tuple[str, ...] = ("image",)
 
     def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(image uint8 [H, W, 3], label uint8 [H, W])`` of example ``index`` of ``split``."""
+        """``(image uint8 [H, W, 3 k], label uint8 [H, W])`` of example ``index`` of ``split``."""
         raise NotImplementedError
 
     def num_examples(self, split: str) -> int:
@@ -81,7 +86,7 @@ class GeneratedSource:
 
         def to_example(index):
             image, label = tf.numpy_function(generate, [index], [tf.uint8, tf.uint8], stateful=False)
-            image.set_shape((c.height, c.width, 3))
+            image.set_shape((c.height, c.width, 3 * len(self.input_groups)))
             label.set_shape((c.height, c.width))
             return image, label
 
@@ -105,7 +110,9 @@ class SyntheticSource(GeneratedSource):
 
 
 class FgbgSource(GeneratedSource):
-    """An object pasted onto a background (:mod:`tfseg.data.fgbg`): the composite and its mask."""
+    """An object pasted onto a background (:mod:`tfseg.data.fgbg`) and its mask. The input
+    is the composite (``data.fgbg.inputs: composite``) or the background and the composite
+    stacked (``pair``: 6 channels)."""
 
     name = "fgbg"
     class_names = fgbg.CLASS_NAMES
@@ -113,11 +120,14 @@ class FgbgSource(GeneratedSource):
 
     def __init__(self, config: DataConfig):
         self.config = config.fgbg
+        self.input_groups = ("background", "composite") if self.config.inputs == "pair" else ("image",)
 
     def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
         scene = fgbg.generate_scene(c.seed, split, index, c.height, c.width, c.foreground_size,
                                     c.backgrounds, c.foregrounds)
+        if c.inputs == "pair":
+            return np.concatenate([scene.background, scene.composite], axis=-1), scene.mask
         return scene.composite, scene.mask
 
 

@@ -22,6 +22,8 @@ from tfseg.errors import UserError
 class TfdsSource:
     """``(image uint8 [H, W, 3], label uint8 [H, W])`` from prepared TFDS records."""
 
+    input_groups = ("image",)
+
     def __init__(self, config: DataConfig):
         self.config = config
         self.name = config.source
