@@ -85,3 +85,19 @@ def test_the_source_yields_composites_and_masks():
 def test_a_foreground_larger_than_the_scene_is_refused():
     with pytest.raises(ConfigError, match="data.fgbg.foreground_size: 96 does not fit in 64x64"):
         load_config(None, ["data.fgbg={height: 64, width: 64}"])
+
+
+def test_the_depth_map_is_ground_behind_a_nearer_object():
+    for index in range(10):
+        scene = generate_scene(1, "train", index, **SMALL)
+        depth, mask = scene.depth, scene.mask.astype(bool)
+        assert depth.dtype == np.float32 and depth.shape == (48, 64) and (depth > 0).all()
+        ground = np.where(mask, np.nan, depth)
+        # The ground: one depth per row, farthest at the top, in the documented ranges.
+        rows = np.nanmax(ground, axis=1)
+        assert np.all(np.diff(rows[~np.isnan(rows)]) < 0)
+        assert 8 <= rows[0] <= 12 and 1.5 <= rows[-1] <= 3
+        # The object: nearer than the ground at its foot, within 60-90 % of it.
+        foot = np.nonzero(mask)[0].max()
+        assert depth[mask].max() <= 0.9 * rows[foot] + 1e-5
+        assert depth[mask].min() >= 0.6 * 0.9 * rows[foot] - 1e-5

@@ -7,6 +7,11 @@ RGB + alpha): a disc, an ellipse or an irregular blob with anti-aliased edges, i
 saturated shaded colour. An example takes one background and one foreground from its
 split's pools, mirrors the foreground half of the time and pastes it, alpha-blended, at a
 random place where it fits whole. The mask is exact: foreground where alpha >= 0.5.
+
+Each scene also has a plausible depth map in metres: the background is a ground plane
+seen from above the horizon, farthest at the top row and nearest at the bottom (each
+background its own range, about 8-12 m to 1.5-3 m), and the object stands nearer than the
+ground at its foot (60-90 % of that depth), its middle slightly nearer than its rim.
 Validation and test scenes are built from backgrounds and foregrounds never seen in
 training.
 """
@@ -22,8 +27,9 @@ from tfseg.data.synthetic import SPLITS, textured_background
 
 CLASS_NAMES = ("background", "foreground")
 PALETTE = np.array([[0, 0, 0], [255, 200, 0]], np.uint8)
-# Seed streams: the pools of backgrounds and foregrounds, and the scenes built from them.
-_BACKGROUND, _FOREGROUND, _SCENE = 0, 1, 2
+# Seed streams: the pools of backgrounds and foregrounds, the scenes built from them, and
+# the backgrounds' depth ranges.
+_BACKGROUND, _FOREGROUND, _SCENE, _BACKGROUND_DEPTH = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class Scene:
     background: np.ndarray  # uint8 [H, W, 3] RGB: the scene without the object
     composite: np.ndarray  # uint8 [H, W, 3] RGB: the object pasted onto the background
     mask: np.ndarray  # uint8 [H, W]: 1 on the object (alpha >= 0.5), else 0
+    depth: np.ndarray  # float32 [H, W], metres: the object where the mask is 1, else the ground
 
 
 def foreground(seed: int, split: str, index: int, size: int) -> np.ndarray:
@@ -81,4 +88,14 @@ def generate_scene(seed: int, split: str, index: int, height: int = 192, width: 
     composite[window] = (1 - alpha) * composite[window] + alpha * tile[..., :3]
     mask = np.zeros((height, width), np.uint8)
     mask[window] = alpha[..., 0] >= 0.5
-    return Scene(background, np.round(composite).astype(np.uint8), mask)
+
+    depth_rng = np.random.default_rng([seed, _BACKGROUND_DEPTH, SPLITS[split], background_id])
+    far, near = depth_rng.uniform(8.0, 12.0), depth_rng.uniform(1.5, 3.0)
+    rows = np.linspace(far, near, height, dtype=np.float32)
+    depth = np.repeat(rows[:, None], width, axis=1)
+    foot = top + int(np.nonzero(alpha[..., 0] >= 0.5)[0].max())  # the object's lowest row
+    nearest = rows[foot] * rng.uniform(0.6, 0.9)
+    yy, xx = np.mgrid[0:foreground_size, 0:foreground_size] / (foreground_size - 1) * 2 - 1
+    rounded = nearest * (1.0 - 0.1 * np.clip(1.0 - (yy**2 + xx**2), 0.0, 1.0))
+    depth[window] = np.where(alpha[..., 0] >= 0.5, rounded, depth[window])
+    return Scene(background, np.round(composite).astype(np.uint8), mask, depth.astype(np.float32))
