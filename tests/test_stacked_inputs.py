@@ -145,3 +145,5 @@ def test_predict_pairs_files_from_two_folders_by_name(pair_export, tmp_path, cap
 
     with pytest.raises(UserError, match=r"takes background \+ composite stacked: give one --input folder for each"):
         predict_folder(pair_export / "export", composites, tmp_path / "out2")
+    with pytest.raises(UserError, match="must not be an input folder or inside one"):
+        predict_folder(pair_export / "export", composites, backgrounds / "out", stacked_with=[backgrounds])

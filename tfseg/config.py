@@ -59,6 +59,8 @@ class FgbgConfig:
     # The network's input: "composite" (3 channels) or "pair" (background and composite
     # stacked: 6 channels).
     inputs: str = "composite"
+    # Also give each scene's depth map (metres), for models with a depth head.
+    depth: bool = False
 
 
 @dataclass
@@ -257,6 +259,10 @@ class LossConfig:
     # for two classes); smooth keeps classes absent from a batch finite.
     region_classes: str = "all"
     smooth: float = 1.0
+    # Models with a depth head (model.options.depth_head): term -> weight of the depth
+    # losses added to the segmentation loss; terms: l1 (masked L1), ssim. E.g.
+    # {l1: 1.0, ssim: 1.0}. See tfseg.depth.
+    depth_terms: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -518,6 +524,7 @@ def validate(config: RunConfig) -> None:
 
 CLASS_WEIGHTINGS = ("median_frequency", "inverse_frequency")
 LOSS_TERMS = ("cross_entropy", "focal", "dice", "jaccard", "tversky", "focal_tversky")
+DEPTH_LOSS_TERMS = ("l1", "ssim")
 
 
 def validate_stages(config: RunConfig) -> None:
@@ -542,11 +549,13 @@ def validate_stages(config: RunConfig) -> None:
 def validate_loss(loss: LossConfig) -> None:
     if not loss.terms:
         raise ConfigError("loss.terms: give at least one term, e.g. {cross_entropy: 1.0}")
-    for name, weight in loss.terms.items():
-        if name not in LOSS_TERMS:
-            raise ConfigError(f"loss.terms: unknown term {name!r}; choose from {', '.join(LOSS_TERMS)}")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
-            raise ConfigError(f"loss.terms.{name}: the weight must be a positive number, got {weight!r}")
+    for key, terms, known in (("loss.terms", loss.terms, LOSS_TERMS),
+                              ("loss.depth_terms", loss.depth_terms, DEPTH_LOSS_TERMS)):
+        for name, weight in terms.items():
+            if name not in known:
+                raise ConfigError(f"{key}: unknown term {name!r}; choose from {', '.join(known)}")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+                raise ConfigError(f"{key}.{name}: the weight must be a positive number, got {weight!r}")
     weights = loss.class_weights
     if isinstance(weights, str):
         if weights not in CLASS_WEIGHTINGS:

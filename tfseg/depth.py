@@ -11,6 +11,7 @@ float32, so it compiles under XLA and runs on any Keras backend.
   3x3 windows as in Godard et al.'s monocular depth loss, each map divided by its largest
   true depth first so that SSIM's constants suit every depth range; at invalid pixels the
   truth is replaced by the prediction (no error there).
+* :func:`make_depth_loss`: their weighted sum, as ``loss.depth_terms`` says.
 * :class:`DepthMetrics`: streaming RMSE, abs-rel (mean ``|p - t| / t``) and delta < 1.25
   (the fraction of pixels with ``max(p / t, t / p) < 1.25``), the measures of Eigen et al.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+
+from tfseg.losses import CombinedLoss
 
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # SSIM's constants for a dynamic range of 1
 DELTA = 1.25
@@ -117,3 +120,10 @@ class DepthMetrics(keras.metrics.Metric):
     def reset_state(self):
         for variable in self.variables:
             variable.assign(ops.zeros_like(variable))
+
+
+def make_depth_loss(terms: dict) -> keras.losses.Loss:
+    """The weighted sum of the depth losses in ``terms`` (``loss.depth_terms``: ``l1``,
+    ``ssim`` -> weight), one ``CombinedLoss`` even for a single term."""
+    kinds = {"l1": MaskedL1, "ssim": MaskedSSIM}
+    return CombinedLoss([(weight, kinds[name]()) for name, weight in terms.items()], name="depth_loss")

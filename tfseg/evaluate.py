@@ -108,6 +108,9 @@ class Scorer:
         self.matrix = np.zeros((num_classes, num_classes), np.int64)
         self.road = RoadCurve() if num_classes == 2 else None
         self.num_images = 0
+        # A depth head's errors over the pixels with a true depth (> 0): sums of the squared
+        # error, the relative error, the pixels within delta 1.25, and the pixels.
+        self.depth_sums = np.zeros(4, np.float64)
 
     def add(self, label: np.ndarray, classes: np.ndarray, probability: np.ndarray | None = None) -> None:
         """``label``, ``classes`` uint8 ``[H, W]``; ``probability`` uint8 ``[H, W]`` of class 1
@@ -118,6 +121,13 @@ class Scorer:
                 probability = np.where(classes == 1, 255, 0).astype(np.uint8)
             self.road.add(label, probability)
         self.num_images += 1
+
+    def add_depth(self, truth: np.ndarray, predicted: np.ndarray) -> None:
+        """``truth`` and ``predicted`` float32 ``[H, W]`` metres; truth <= 0 means no depth."""
+        valid = np.isfinite(truth) & (truth > 0)
+        t, p = truth[valid].astype(np.float64), np.maximum(predicted[valid].astype(np.float64), 1e-6)
+        self.depth_sums += [np.sum((p - t) ** 2), np.sum(np.abs(p - t) / t),
+                            np.sum(np.maximum(p / t, t / p) < 1.25), t.size]
 
     def result(self) -> dict:
         result = scores(self.matrix)
@@ -134,6 +144,10 @@ class Scorer:
             result.update(precision=float(precision), recall=float(recall),
                           f1=float(2 * precision * recall / max(precision + recall, 1e-12)),
                           **self.road.scores())
+        squared, relative, within, count = self.depth_sums
+        if count:
+            result.update(depth_rmse=float(np.sqrt(squared / count)), depth_abs_rel=float(relative / count),
+                          depth_delta1=float(within / count))
         return result
 
 
@@ -151,8 +165,9 @@ def split_names(source, split: str) -> list[str]:
     return [split]
 
 
-def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """``(id, image uint8 [H, W, 3], label uint8 [H, W])`` at the original size, in order.
+def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
+    """``(id, image uint8 [H, W, C], label uint8 [H, W], depth float32 [H, W] or None)`` at
+    the original size, in order.
 
     An image or label that cannot be decoded, or a label of another size than its image,
     is a :class:`UserError` naming the example, not a TensorFlow traceback.
@@ -163,28 +178,30 @@ def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray]]
         decoded = source.dataset(name).as_numpy_iterator()
         for image_id in source.ids(name):
             try:
-                image, label = next(decoded)
+                image, label, *depth = next(decoded)
             except tf.errors.OpError as err:
                 raise UserError(f"{source.name} image {image_id} ({name} split): {pipeline_error_reason(err)}; "
                                 "`tfseg data check` lists every bad file") from None
-            yield image_id, image, label
+            yield image_id, image, label, depth[0] if depth else None
 
 
 def score_model(predict: Callable, source, split: str, progress: bool = True) -> dict:
-    """Scores ``predict`` (``images uint8 [1, H, W, 3]`` -> ``{"classes", "probabilities"}``
-    tensors at ``H x W``) on every image of ``split``."""
+    """Scores ``predict`` (``images uint8 [1, H, W, C]`` -> ``{"classes", "probabilities"}``,
+    and ``"depth"`` from a depth head, tensors at ``H x W``) on every image of ``split``."""
     from tqdm import tqdm
 
     scorer = Scorer(source.class_names)
     total = sum(source.num_examples(name) for name in split_names(source, split))
-    for _, image, label in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
-                                unit="img", disable=not progress):
+    for _, image, label, depth in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
+                                       unit="img", disable=not progress):
         outputs = predict(image[np.newaxis])
         classes = np.asarray(outputs["classes"])[0]
         probability = None
         if scorer.road is not None:
             probability = quantize_probability(np.asarray(outputs["probabilities"])[0, ..., 1])
         scorer.add(label, classes, probability)
+        if depth is not None and "depth" in outputs:
+            scorer.add_depth(depth, np.asarray(outputs["depth"])[0])
     return scorer.result()
 
 
@@ -201,7 +218,8 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
     source = make_source(run.config.data)
     model = float32_model(run.model(), run.config.model, len(source.class_names))
     stride = model_stride(run.config.model.name, **run.config.model.options)
-    predict = tf.function(make_inference_fn(model, run.config.data, stride), input_signature=[serving_input(3 * len(run.input_groups))])
+    predict = tf.function(make_inference_fn(model, run.config.data, stride),
+                          input_signature=[serving_input(3 * len(run.input_groups))])
     return {**score_model(predict, source, split, progress), "split": split, "model": str(run.model_path)}
 
 
@@ -291,7 +309,7 @@ def evaluate_predictions(predictions_dir: str | Path, data_config, split: str, f
         raise UserError(f"predictions {folder}: {files[extra[0]].name} is not an image of split {split!r} "
                         f"({len(extra)} such file(s))")
     scorer = Scorer(source.class_names)
-    for image_id, _, label in tqdm(examples(source, split), total=len(wanted), desc=f"evaluate {split}",
+    for image_id, _, label, _ in tqdm(examples(source, split), total=len(wanted), desc=f"evaluate {split}",
                                    unit="img", disable=not progress):
         classes, probability = read_prediction(files[image_id], len(source.class_names), form, label.shape)
         scorer.add(label, classes, probability)
@@ -324,5 +342,8 @@ def format_report(metrics: dict) -> str:
                      f"f1 {metrics['f1']:.4f} (at 0.5)")
         lines.append(f"max_f {metrics['max_f']:.4f} (threshold {threshold if threshold is None else f'{threshold:.3f}'})  "
                      f"average_precision {metrics['average_precision']:.4f}")
+    if "depth_rmse" in metrics:
+        lines.append(f"depth_rmse {metrics['depth_rmse']:.4f} m  depth_abs_rel {metrics['depth_abs_rel']:.4f}  "
+                     f"depth_delta1 {metrics['depth_delta1']:.4f}")
     return "\n".join(lines)
 

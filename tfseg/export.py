@@ -20,7 +20,8 @@ Both serving signatures run :func:`tfseg.inference.make_inference_fn`: the train
 geometry and preprocessing (resize to ``data.resize``, CLAHE, normalisation), padding to
 the network's stride, the network, the way back to the image's own size, softmax and
 argmax; they return ``classes`` uint8 ``[N, H, W]`` and, unless exported without, the
-``probabilities`` float32 ``[N, H, W, C]``. Clients need neither tfseg nor any knowledge
+``probabilities`` float32 ``[N, H, W, C]``; a model with a depth head also returns
+``depth`` float32 ``[N, H, W]`` (metres). Clients need neither tfseg nor any knowledge
 of normalisation, input size or stride. ``assets.extra/tfseg.json`` carries the class
 names, palette, preprocessing, preset, dataset, scores, tfseg version and commit.
 """
@@ -85,7 +86,8 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
         metadata = {"class_names": list(class_names), "palette": [list(map(int, c)) for c in palette],
                     "resize": list(data_config.resize),
                     "preprocess": dataclasses.asdict(data_config.preprocess), "stride": stride,
-                    "outputs": ["classes", "probabilities"] if probabilities else ["classes"],
+                    "outputs": (["classes"] + (["probabilities"] if probabilities else [])
+                                + (["depth"] if len(model.outputs) == 2 else [])),
                     "inputs": list(input_groups), **(extra or {})}
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))

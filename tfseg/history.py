@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from tfseg.data.labels import colorize
 from tfseg.fileio import write_text
+from tfseg.models.blocks import split_outputs
 from tfseg.tracking import WandbTracker
 from tfseg.viz import plot_curves
 
@@ -39,16 +40,17 @@ class PredictionPanels:
     """
 
     def __init__(self, examples, network_input, palette):
-        self.inputs = [network_input(image[None]) for image, _ in examples]
-        self.images = [image[..., -3:] for image, _ in examples]
-        self.labels = [label for _, label in examples]
+        self.inputs = [network_input(image[None]) for image, *_ in examples]
+        self.images = [image[..., -3:] for image, *_ in examples]
+        self.labels = [label for _, label, *_ in examples]
         self.palette = np.asarray(palette, np.uint8)
 
     def render(self, model) -> np.ndarray:
         """uint8 ``[K, H, 3 W, 3]`` (the images' sizes differ: each panel is padded to the largest)."""
         panels = []
         for image, label, x in zip(self.images, self.labels, self.inputs):
-            logits = np.asarray(model(x, training=False), np.float32)[0, :image.shape[0], :image.shape[1]]
+            logits, _ = split_outputs(model(x, training=False))
+            logits = np.asarray(logits, np.float32)[0, :image.shape[0], :image.shape[1]]
             prediction = logits.argmax(-1).astype(np.uint8)
             panels.append(np.concatenate([image, colorize(label, self.palette), colorize(prediction, self.palette)], 1))
         height, width = max(p.shape[0] for p in panels), max(p.shape[1] for p in panels)
@@ -56,6 +58,9 @@ class PredictionPanels:
 
 COLUMNS = ("epoch", "learning_rate", "loss", "miou", "pixel_accuracy",
            "val_loss", "val_miou", "val_pixel_accuracy")
+# A model with a depth head adds these (tfseg.depth.DepthMetrics).
+DEPTH_COLUMNS = tuple(prefix + key for prefix in ("", "val_")
+                      for key in ("depth_loss", "depth_rmse", "depth_abs_rel", "depth_delta1"))
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -101,7 +106,8 @@ class History:
             self.tracker.images(epoch, panels)
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
-        row = {"epoch": str(epoch), **{key: repr(float(logs[key])) for key in COLUMNS[1:] if key in logs}}
+        row = {"epoch": str(epoch), **{key: repr(float(logs[key])) for key in (COLUMNS + DEPTH_COLUMNS)[1:]
+                                       if key in logs}}
         self.rows.append(row)
         self._write_csv()
         if not self.is_writer:
@@ -120,7 +126,8 @@ class History:
         if not self.is_writer:
             return
         text = io.StringIO()
-        writer = csv.DictWriter(text, fieldnames=COLUMNS, lineterminator="\n")
+        depth = any(key in row for row in self.rows for key in DEPTH_COLUMNS)
+        writer = csv.DictWriter(text, fieldnames=COLUMNS + (DEPTH_COLUMNS if depth else ()), lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.csv_path, text.getvalue())

@@ -8,6 +8,7 @@ is served.
       -> pad to the network's stride (reflect), network, crop the padding off
       -> logits resized bilinearly back to H x W (when data.resize is set)
       -> softmax, argmax
+      (a depth head's map: cropped and resized back alike)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tensorflow as tf
 from tfseg.config import DataConfig, ModelConfig
 from tfseg.data.preprocess import network_input
 from tfseg.models import build_model
+from tfseg.models.blocks import split_outputs
 
 # A batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
 BYTES_INPUT = tf.TensorSpec([None], tf.string, name="image_bytes")
@@ -69,16 +71,18 @@ def make_network_fn(model: keras.Model):
     ``[N, h, w, num_classes]``: the network alone, for segmenting a big image in tiles."""
 
     def network_fn(x):
-        return tf.cast(model(x, training=False), tf.float32)
+        logits, _ = split_outputs(model(x, training=False))
+        return tf.cast(logits, tf.float32)
 
     return network_fn
 
 
 def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
                       probabilities: bool = True):
-    """``images uint8 [N, H, W, 3]`` -> ``{"classes": uint8 [N, H, W],
+    """``images uint8 [N, H, W, C]`` -> ``{"classes": uint8 [N, H, W],
     "probabilities": float32 [N, H, W, num_classes]}``, at the images' own size
-    (``probabilities`` only when asked for).
+    (``probabilities`` only when asked for), and ``"depth": float32 [N, H, W]`` (metres)
+    from a model with a depth head.
 
     Logits, not probabilities, are resized back: the same as resizing the probabilities
     for the argmax of two classes, and closer to the network's own decision for more.
@@ -88,13 +92,20 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = network_input(images, data_config)
         net_height, net_width = tf.shape(x)[1], tf.shape(x)[2]
-        logits = model(pad_to_multiple(x, stride), training=False)
-        logits = tf.cast(logits, tf.float32)[:, :net_height, :net_width, :]
-        if data_config.resize:
-            logits = tf.image.resize(logits, tf.stack([height, width]), method="bilinear")
+        logits, depth = split_outputs(model(pad_to_multiple(x, stride), training=False))
+
+        def back_to_image(maps):
+            maps = tf.cast(maps, tf.float32)[:, :net_height, :net_width, :]
+            if data_config.resize:
+                maps = tf.image.resize(maps, tf.stack([height, width]), method="bilinear")
+            return maps
+
+        logits = back_to_image(logits)
         outputs = {"classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8)}
         if probabilities:
             outputs["probabilities"] = tf.nn.softmax(logits, axis=-1)
+        if depth is not None:
+            outputs["depth"] = back_to_image(depth)[..., 0]
         return outputs
 
     return inference_fn

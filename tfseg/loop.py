@@ -34,6 +34,7 @@ import keras
 import tensorflow as tf
 
 from tfseg.checkpoints import Position, TrainingCheckpoints, all_finite
+from tfseg.depth import DepthMetrics
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
 from tfseg.history import History, PredictionPanels
@@ -105,16 +106,23 @@ class Trainer:
     """Distributed train and evaluation steps of one model, with streaming metrics.
 
     Build it inside nothing: it enters ``strategy.scope()`` itself. ``loss(labels, logits)``
-    returns the mean over the valid pixels of a replica's batch.
+    returns the mean over the valid pixels of a replica's batch. With ``depth_loss``
+    (``loss(depth, predicted_depth)``), the model has a depth head (it returns ``[logits,
+    depth]``), batches are ``(images, labels, depth)``, the objective is the sum of both
+    losses, and the depth loss and errors (:class:`tfseg.depth.DepthMetrics`) are logged too.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss,
-                 num_classes: int, strategy: tf.distribute.Strategy, jit_compile: bool):
+                 num_classes: int, strategy: tf.distribute.Strategy, jit_compile: bool,
+                 depth_loss: keras.losses.Loss | None = None):
         self.model, self.optimizer, self.loss, self.strategy = model, optimizer, loss, strategy
+        self.depth_loss = depth_loss
         with strategy.scope():
             optimizer.build(model.trainable_variables)
             self.metrics = {"loss": keras.metrics.Mean(name="loss"),
                             "miou": MeanIoU(num_classes), "pixel_accuracy": PixelAccuracy(num_classes)}
+            if depth_loss is not None:
+                self.metrics.update(depth_loss=keras.metrics.Mean(name="depth_loss"), depth=DepthMetrics())
         train_replica = tf.function(self._replica_train_step, jit_compile=jit_compile, reduce_retracing=True)
         eval_replica = tf.function(self._replica_eval_step, jit_compile=jit_compile, reduce_retracing=True)
         self.train_step = tf.function(lambda batch: self._run(train_replica, batch), reduce_retracing=True)
@@ -124,34 +132,36 @@ class Trainer:
         per_replica = self.strategy.run(replica_step, args=batch)
         return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
 
-    def _objective(self, labels, logits):
+    def _objective_and_metrics(self, outputs, labels, depth):
+        """The replica's loss of ``outputs`` against ``labels`` (and ``depth``, a tuple of
+        none or one map); updates the metrics with them."""
+        logits, predicted_depth = outputs if self.depth_loss is not None else (outputs, None)
         loss = self.loss(labels, logits)
+        if self.depth_loss is not None:
+            depth_loss = self.depth_loss(depth[0], predicted_depth)
+            loss = loss + depth_loss
+            self.metrics["depth_loss"].update_state(depth_loss)
+            self.metrics["depth"].update_state(depth[0], predicted_depth)
         if self.model.losses:  # weight regularisers
             loss = loss + tf.cast(tf.add_n(self.model.losses), loss.dtype)
-        return loss
-
-    def _update_metrics(self, loss, labels, logits):
         self.metrics["loss"].update_state(loss)
         self.metrics["miou"].update_state(labels, logits)
         self.metrics["pixel_accuracy"].update_state(labels, logits)
+        return loss
 
-    def _replica_train_step(self, images, labels):
+    def _replica_train_step(self, images, labels, *depth):
         with tf.GradientTape() as tape:
-            logits = self.model(images, training=True)
-            loss = self._objective(labels, logits)
+            outputs = self.model(images, training=True)
+            loss = self._objective_and_metrics(outputs, labels, depth)
             scaled = loss / self.strategy.num_replicas_in_sync
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled = self.optimizer.scale_loss(scaled)
         gradients = tape.gradient(scaled, self.model.trainable_variables)
         self.optimizer.apply(gradients, self.model.trainable_variables)
-        self._update_metrics(loss, labels, logits)
         return loss
 
-    def _replica_eval_step(self, images, labels):
-        logits = self.model(images, training=False)
-        loss = self._objective(labels, logits)
-        self._update_metrics(loss, labels, logits)
-        return loss
+    def _replica_eval_step(self, images, labels, *depth):
+        return self._objective_and_metrics(self.model(images, training=False), labels, depth)
 
     def sync_statistics(self) -> None:
         """Gives every replica the mean of the replicas' non-trainable statistics.
@@ -180,7 +190,12 @@ class Trainer:
             metric.reset_state()
 
     def results(self, prefix: str = "") -> dict[str, float]:
-        return {prefix + name: float(metric.result()) for name, metric in self.metrics.items()}
+        results = {}
+        for name, metric in self.metrics.items():
+            value = metric.result()
+            for key, number in (value.items() if isinstance(value, dict) else [(name, value)]):
+                results[prefix + key] = float(number)
+        return results
 
     def learning_rate(self) -> float:
         return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))

@@ -28,6 +28,8 @@ from tfseg.photos import Photo, PhotoError, photo_size, read_photo
 from tfseg.viz import overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# Depth PNGs store round(256 x metres) in 16 bits, as KITTI's depth benchmark does.
+DEPTH_PNG_SCALE = 256.0
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 
 
@@ -92,6 +94,7 @@ class SegmentationModel:
             raise UserError(f"model {path}: {METADATA_FILE} is unreadable ({err})") from None
         self.path = path
         self.has_probabilities = "probabilities" in self.metadata.get("outputs", ["probabilities"])
+        self.has_depth = "depth" in self.metadata.get("outputs", [])
         try:
             self._loaded = tf.saved_model.load(str(path))  # kept referenced: it owns the variables
         except Exception as err:  # protobuf's DecodeError, TensorFlow's errors, OSError...
@@ -194,6 +197,30 @@ def write_rgb(path: Path, image: np.ndarray) -> None:
             raise OSError(f"cannot write {path}")
 
 
+def write_depth(path: Path, depth: np.ndarray) -> None:
+    """A 16-bit grey PNG of a depth map ``[H, W]`` in metres, stored as ``round(256 d)``
+    (KITTI's depth format: 1/256 m steps up to 255.99 m; 0 means no depth)."""
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), encode_depth(depth)):
+            raise OSError(f"cannot write {path}")
+
+
+def encode_depth(depth: np.ndarray) -> np.ndarray:
+    """Metres ``[H, W]`` float -> uint16 ``round(256 d)``, clipped to 0..65535."""
+    return np.clip(np.round(np.nan_to_num(depth) * DEPTH_PNG_SCALE), 0, 65535).astype(np.uint16)
+
+
+def depth_preview(depth: np.ndarray) -> np.ndarray:
+    """A colour picture of a depth map ``[H, W]``: near is bright (yellow), far is dark
+    (OpenCV's magma map over the map's own range); uint8 RGB ``[H, W, 3]``."""
+    near, far = float(np.min(depth)), float(np.max(depth))
+    if far <= near:
+        scaled = np.zeros(depth.shape, np.uint8)
+    else:
+        scaled = np.round(255 * (far - depth) / (far - near)).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB)
+
+
 def write_probability(path: Path, probability: np.ndarray) -> None:
     """A grey PNG of a probability map ``[H, W]`` in [0, 1], stored as round(255 p)."""
     with atomic_path(path) as tmp:
@@ -229,6 +256,8 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
     for folder in stacked_with:
         if not folder.is_dir():
             raise UserError(f"input {folder}: is not a directory")
+        if folder.resolve() == output_dir.resolve() or folder.resolve() in output_dir.resolve().parents:
+            raise UserError(f"output {output_dir}: must not be an input folder or inside one")
     model = SegmentationModel(model_path)
     if len(model.inputs) != 1 + len(stacked_with):
         raise UserError(f"model {model.path} takes {' + '.join(model.inputs)} stacked: give one --input folder "
@@ -241,7 +270,7 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
         raise UserError(f"--probabilities: model {model.path} was exported without probabilities "
                         "(--no-probabilities); export it again without that flag")
     names = output_names(images, input_dir)
-    targets = {p: OutputPaths(output_dir, names[p], probabilities) for p in images}
+    targets = {p: OutputPaths(output_dir, names[p], probabilities, model.has_depth) for p in images}
     existing = [t for paths in targets.values() for t in paths.all() if t.exists()]
     if existing and not overwrite:
         raise UserError(f"output {output_dir}: {len(existing)} file(s) already exist (e.g. {existing[0]}); "
@@ -299,14 +328,17 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
 class OutputPaths:
     """Where one image's outputs go."""
 
-    def __init__(self, output_dir: Path, name: Path, probabilities: bool):
+    def __init__(self, output_dir: Path, name: Path, probabilities: bool, depth: bool = False):
         self.mask = output_dir / "masks" / name.with_suffix(".png")
         self.overlay = output_dir / "overlays" / name.with_suffix(".png")
         self.probability = (output_dir / "probabilities" / name.with_name(f"{kitti_submission_stem(name.name)}.png")
                             if probabilities else None)
+        self.depth = output_dir / "depth" / name.with_suffix(".png") if depth else None
+        self.depth_preview = output_dir / "depth_preview" / name.with_suffix(".png") if depth else None
 
     def all(self) -> list[Path]:
-        return [self.mask, self.overlay] + ([self.probability] if self.probability else [])
+        optional = (self.probability, self.depth, self.depth_preview)
+        return [self.mask, self.overlay] + [path for path in optional if path is not None]
 
 
 @dataclass
@@ -314,6 +346,7 @@ class Segmented:
     classes: np.ndarray  # uint8 [H, W]
     probability: np.ndarray | None  # float32 [H, W], class 1
     tiled: bool = False
+    depth: np.ndarray | None = None  # float32 [H, W], metres
 
 
 def size_batches(images: list[Path], batch_size: int) -> tuple[list[list[Path]], list[tuple[Path, str]]]:
@@ -383,7 +416,9 @@ def segment_batch(model: SegmentationModel, photos: list[tuple[Path, Photo]], ti
     for path, photo in photos:
         height, width = photo.image.shape[:2]
         big = model.network_pixels(height, width) > TILE_AUTO_PIXELS
-        (tiled if tile != "off" and (tile != "auto" or big) else whole).append((path, photo))
+        # Tiles carry class scores only: a model with a depth head sees whole images.
+        in_tiles = tile != "off" and (tile != "auto" or big) and not model.has_depth
+        (tiled if in_tiles else whole).append((path, photo))
     tile_size = DEFAULT_TILE if tile in ("auto", "off") else int(tile)
     same_size = len({p.image.shape for _, p in whole}) <= 1
     groups = [whole] if whole and same_size else [[item] for item in whole]
@@ -399,8 +434,10 @@ def segment_batch(model: SegmentationModel, photos: list[tuple[Path, Photo]], ti
             continue
         classes = outputs["classes"].numpy()
         probability = outputs["probabilities"][..., probability_of].numpy() if probability_of is not None else None
+        depth = outputs["depth"].numpy() if model.has_depth else None
         for i, (path, photo) in enumerate(group):
-            yield path, photo, Segmented(classes[i], probability[i] if probability is not None else None)
+            yield path, photo, Segmented(classes[i], probability[i] if probability is not None else None,
+                                         depth=depth[i] if depth is not None else None)
     for path, photo in tiled:
         try:
             classes, probability = model.segment_tiled(photo.image, tile_size, probability_of)
@@ -415,6 +452,9 @@ def write_outputs(paths: OutputPaths, image: np.ndarray, result: Segmented, pale
     write_rgb(paths.overlay, overlay(image, result.classes, palette))
     if paths.probability is not None:
         write_probability(paths.probability, result.probability)
+    if paths.depth is not None:
+        write_depth(paths.depth, result.depth)
+        write_rgb(paths.depth_preview, depth_preview(result.depth))
 
 
 def predict_video(model_path: str | Path, video: str | Path, output_dir: str | Path,

@@ -35,6 +35,7 @@ from tfseg.data.pipeline import build_dataset, cached_examples
 from tfseg.data.preprocess import normalize
 from tfseg.data.sources import class_palette, make_source
 from tfseg.data.splits import write_split_record
+from tfseg.depth import make_depth_loss
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, write_text
 from tfseg.history import PREVIEW_IMAGES, History, PredictionPanels
@@ -180,6 +181,18 @@ def match_input_channels(config: RunConfig, source) -> None:
         config.model.options["input_channels"] = channels
 
 
+def check_depth_settings(config: RunConfig, source) -> None:
+    """A depth head needs depth maps and a depth loss; a depth loss needs a depth head."""
+    head = bool(config.model.options.get("depth_head"))
+    if head and not source.has_depth:
+        raise UserError(f"model.options.depth_head: the {source.name} data gives no depth maps"
+                        + (" (set data.fgbg.depth: true)" if source.name == "fgbg" else ""))
+    if head and not config.loss.depth_terms:
+        raise UserError("model.options.depth_head: give its loss in loss.depth_terms, e.g. {l1: 1.0, ssim: 1.0}")
+    if config.loss.depth_terms and not head:
+        raise UserError("loss.depth_terms: the model has no depth head (model.options.depth_head: true)")
+
+
 def earlier_changes(config_path: Path) -> list[str]:
     """The "# changed on resumption" lines of an unfinished run's config.yaml."""
     if not config_path.is_file():
@@ -204,6 +217,7 @@ def train(config: RunConfig, verbose: int = 2,
         config.data.split_file = str(run_split_file)
     source, split_record = make_source(config.data), None
     match_input_channels(config, source)
+    check_depth_settings(config, source)
     if not config.data.split_file:
         split_record = source.split_record()
         if split_record is not None:
@@ -259,7 +273,8 @@ def train(config: RunConfig, verbose: int = 2,
         optimizer, schedule = make_optimizer(t, steps, t.epochs, policy)
     class_weights = resolve_class_weights(config, source, run_dir, writer)
     loss = losses.make_loss(config.loss, num_classes, class_weights)
-    trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile)
+    depth_loss = make_depth_loss(config.loss.depth_terms) if config.model.options.get("depth_head") else None
+    trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile, depth_loss)
     checkpoints = TrainingCheckpoints(run_dir / CHECKPOINT_DIR, model, optimizer, is_writer=writer)
     print(f"{'going on with' if checkpoints.latest else 'starting'} run in {run_dir}")
     print(f"model {config.model.name}: {model.count_params():,} parameters, policy {policy}, "

@@ -52,8 +52,8 @@ def save_gallery(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], palette:
 
 
 def plot_curves(rows: list[dict[str, str]], path: str | os.PathLike) -> None:
-    """Plots loss and mIoU per epoch (train and validation) from the rows of a run's
-    ``history.csv`` (as :class:`csv.DictReader` gives them)."""
+    """Plots loss and mIoU (and a depth head's RMSE) per epoch, train and validation, from
+    the rows of a run's ``history.csv`` (as :class:`csv.DictReader` gives them)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,8 +62,9 @@ def plot_curves(rows: list[dict[str, str]], path: str | os.PathLike) -> None:
     if not rows:
         return
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key in ((ax_loss, "loss"), (ax_miou, "miou")):
+    keys = ["loss", "miou"] + (["depth_rmse"] if rows[0].get("depth_rmse") else [])
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4))
+    for ax, key in zip(axes, keys):
         for prefix, style in (("", "-"), ("val_", "--")):
             if prefix + key in rows[0]:
                 ax.plot(epochs, [float(r[prefix + key]) for r in rows], style, marker="o",

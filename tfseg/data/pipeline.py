@@ -22,25 +22,29 @@ from tfseg.data.preprocess import equalize, normalize, resize_image
 from tfseg.data.sources import Source
 
 
-def pad_batch_to_multiple(images: tf.Tensor, labels: tf.Tensor, multiple: int):
-    """Pads ``[B, H, W, C]`` images (with 0) and ``[B, H, W]`` labels (with void) at the
-    bottom and right so that H and W are multiples of ``multiple``."""
+def pad_batch_to_multiple(images: tf.Tensor, labels: tf.Tensor, multiple: int, *depth: tf.Tensor):
+    """Pads ``[B, H, W, C]`` images (with 0), ``[B, H, W]`` labels (with void) and depth maps
+    (with 0: no depth) at the bottom and right so that H and W are multiples of ``multiple``."""
     height, width = tf.shape(labels)[1], tf.shape(labels)[2]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     images = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
     labels = tf.pad(labels, [[0, 0], [0, pad_h], [0, pad_w]], constant_values=VOID)
-    return images, labels
+    return (images, labels, *(tf.pad(d, [[0, 0], [0, pad_h], [0, pad_w]]) for d in depth))
 
 
 def cached_examples(source: Source, split: str, config: DataConfig) -> tf.data.Dataset:
-    """Unbatched ``(image uint8 [H, W, 3], label uint8 [H, W])`` after the deterministic work:
-    the steps of :func:`tfseg.data.preprocess.network_input` before normalisation."""
+    """Unbatched ``(image uint8 [H, W, C], label uint8 [H, W])`` (and ``depth float32 [H, W]``
+    from a source with depth) after the deterministic work: the steps of
+    :func:`tfseg.data.preprocess.network_input` before normalisation. Depth maps are
+    resized with nearest neighbour, like labels: no depth is invented between an object
+    and what lies behind it."""
 
-    def deterministic(image, label):
+    def deterministic(image, label, *depth):
         if config.resize:
             image = resize_image(image, config.resize)
             label = resize_nearest_2d(label, config.resize)
-        return equalize(image, config.preprocess, config.preprocess.clahe_backend), label
+            depth = [resize_nearest_2d(d, config.resize) for d in depth]
+        return (equalize(image, config.preprocess, config.preprocess.clahe_backend), label, *depth)
 
     ds = source.dataset(split).map(deterministic, num_parallel_calls=tf.data.AUTOTUNE)
     if config.cache == "memory":
@@ -58,7 +62,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def build_dataset(source: Source, split: str, config: DataConfig, batch_size: int,
                   training: bool, seed: int = 0, stride: int = 1, epoch: int = 0,
                   skip_batches: int = 0, cached: tf.data.Dataset | None = None) -> tf.data.Dataset:
-    """Batches of ``(images float32 [B, H, W, 3], labels uint8 [B, H, W])``.
+    """Batches of ``(images float32 [B, H, W, C], labels uint8 [B, H, W])``, and ``depth
+    float32 [B, H, W]`` (0: no depth) from a source with depth.
 
     ``training`` switches on shuffling, augmentation and infinite repetition; evaluation
     datasets are one ordered pass that keeps the last, smaller batch. Images of different
@@ -78,15 +83,15 @@ def build_dataset(source: Source, split: str, config: DataConfig, batch_size: in
         ds = ds.shuffle(buffer, seed=stream_seed, reshuffle_each_iteration=True).repeat()
         seeds = tf.data.Dataset.random(seed=stream_seed).batch(2, drop_remainder=True)
         ds = tf.data.Dataset.zip(ds, seeds).skip(skip_batches * batch_size).map(
-            lambda example, pair: augment(*example, pair, config.augment),
+            lambda example, pair: augment(example[0], example[1], pair, config.augment, *example[2:]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    ds = ds.map(lambda image, label: (normalize(image, config.preprocess.normalization), label),
+    ds = ds.map(lambda image, label, *depth: (normalize(image, config.preprocess.normalization), label, *depth),
                 num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.padded_batch(batch_size, padding_values=(0.0, tf.constant(VOID, tf.uint8)),
-                         drop_remainder=training)
+    padding = (0.0, tf.constant(VOID, tf.uint8)) + ((0.0,) if source.has_depth else ())
+    ds = ds.padded_batch(batch_size, padding_values=padding, drop_remainder=training)
     if stride > 1:
-        ds = ds.map(lambda images, labels: pad_batch_to_multiple(images, labels, stride))
+        ds = ds.map(lambda images, labels, *depth: pad_batch_to_multiple(images, labels, stride, *depth))
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -18,14 +18,16 @@ from tfseg.viz import overlay, save_grid
 
 def augmented_examples(config: DataConfig, count: int, seed: int = 0):
     """``count`` training examples after the deterministic work and one random augmentation:
-    ``(image uint8 [H, W, 3], label uint8 [H, W])`` pairs, before normalisation."""
+    ``(image uint8 [H, W, 3], label uint8 [H, W])`` pairs, before normalisation (of stacked
+    images, the last)."""
     source = make_source(config)
     ds = cached_examples(source, "train", dataclasses.replace(config, cache=""))  # a look, not a run
     ds = ds.shuffle(min(config.shuffle_buffer, 256), seed=seed)
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
-    ds = tf.data.Dataset.zip(ds, seeds).map(lambda example, pair: augment(*example, pair, config.augment))
-    for image, label in ds.take(count):
-        yield np.clip(np.round(image.numpy()), 0, 255).astype(np.uint8), label.numpy(), source.palette
+    ds = tf.data.Dataset.zip(ds, seeds).map(
+        lambda example, pair: augment(example[0], example[1], pair, config.augment, *example[2:]))
+    for image, label, *_ in ds.take(count):
+        yield np.clip(np.round(image.numpy()[..., -3:]), 0, 255).astype(np.uint8), label.numpy(), source.palette
 
 
 def save_preview(config: DataConfig, path: str | os.PathLike, count: int = 8, seed: int = 0) -> None:

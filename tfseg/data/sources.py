@@ -35,6 +35,8 @@ class Source(Protocol):
     # The RGB images stacked along the channels of every input, in order: ("image",) for
     # photos, ("background", "composite") for a pair (6 channels).
     input_groups: tuple[str, ...]
+    # Whether examples also carry a depth map (a third element, float32 [H, W] metres).
+    has_depth: bool
 
     def num_examples(self, split: str) -> int: ...
 
@@ -42,9 +44,9 @@ class Source(Protocol):
         """The split's image ids, in the order of :meth:`dataset`."""
 
     def dataset(self, split: str) -> tf.data.Dataset:
-        """Unbatched ``(image uint8 [H, W, 3 len(input_groups)], label uint8 [H, W])`` in a
-        fixed order, at the images' own size; images without ground truth come with all-void
-        labels."""
+        """Unbatched ``(image uint8 [H, W, 3 len(input_groups)], label uint8 [H, W])`` (and
+        ``depth float32 [H, W]`` with ``has_depth``) in a fixed order, at the images' own
+        size; images without ground truth come with all-void labels."""
 
     def split_record(self) -> dict | None:
         """The seeded train/val split, for a split file (:mod:`tfseg.data.splits`); None
@@ -61,9 +63,11 @@ class GeneratedSource:
 
     splits = ("train", "val", "test")
     input_groups: tuple[str, ...] = ("image",)
+    has_depth = False
 
-    def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(image uint8 [H, W, 3 k], label uint8 [H, W])`` of example ``index`` of ``split``."""
+    def example(self, split: str, index: int) -> tuple:
+        """``(image uint8 [H, W, 3 k], label uint8 [H, W])`` of example ``index`` of ``split``,
+        and ``depth float32 [H, W]`` with ``has_depth``."""
         raise NotImplementedError
 
     def num_examples(self, split: str) -> int:
@@ -85,10 +89,12 @@ class GeneratedSource:
             return self.example(split, int(index))
 
         def to_example(index):
-            image, label = tf.numpy_function(generate, [index], [tf.uint8, tf.uint8], stateful=False)
+            dtypes = [tf.uint8, tf.uint8] + ([tf.float32] if self.has_depth else [])
+            image, *maps = tf.numpy_function(generate, [index], dtypes, stateful=False)
             image.set_shape((c.height, c.width, 3 * len(self.input_groups)))
-            label.set_shape((c.height, c.width))
-            return image, label
+            for map_ in maps:
+                map_.set_shape((c.height, c.width))
+            return (image, *maps)
 
         indices = tf.data.Dataset.range(self.num_examples(split))
         return indices.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -110,9 +116,9 @@ class SyntheticSource(GeneratedSource):
 
 
 class FgbgSource(GeneratedSource):
-    """An object pasted onto a background (:mod:`tfseg.data.fgbg`) and its mask. The input
-    is the composite (``data.fgbg.inputs: composite``) or the background and the composite
-    stacked (``pair``: 6 channels)."""
+    """An object pasted onto a background (:mod:`tfseg.data.fgbg`), its mask and, with
+    ``data.fgbg.depth``, its depth map. The input is the composite (``data.fgbg.inputs:
+    composite``) or the background and the composite stacked (``pair``: 6 channels)."""
 
     name = "fgbg"
     class_names = fgbg.CLASS_NAMES
@@ -121,14 +127,14 @@ class FgbgSource(GeneratedSource):
     def __init__(self, config: DataConfig):
         self.config = config.fgbg
         self.input_groups = ("background", "composite") if self.config.inputs == "pair" else ("image",)
+        self.has_depth = self.config.depth
 
-    def example(self, split: str, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def example(self, split: str, index: int) -> tuple:
         c = self.config
         scene = fgbg.generate_scene(c.seed, split, index, c.height, c.width, c.foreground_size,
                                     c.backgrounds, c.foregrounds)
-        if c.inputs == "pair":
-            return np.concatenate([scene.background, scene.composite], axis=-1), scene.mask
-        return scene.composite, scene.mask
+        image = np.concatenate([scene.background, scene.composite], axis=-1) if c.inputs == "pair" else scene.composite
+        return (image, scene.mask, scene.depth) if c.depth else (image, scene.mask)
 
 
 SOURCES = {

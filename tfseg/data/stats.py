@@ -107,7 +107,7 @@ def _tally(source: Source, split: str, workers: int | None, progress: bool) -> _
             for size, label in tqdm(items, total=len(examples), desc=f"stats {split}", disable=not progress):
                 tally.add(size, label)
     else:
-        for _, label in tqdm(source.dataset(split).as_numpy_iterator(), desc=f"stats {split}",
+        for _, label, *_ in tqdm(source.dataset(split).as_numpy_iterator(), desc=f"stats {split}",
                              disable=not progress):
             tally.add(label.shape, label)
     return tally

@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from tfseg.models.blocks import classifier, conv_block
+from tfseg.models.blocks import conv_block, heads
 from tfseg.models.custom_layers import Conv2DTranspose, MaxPooling2D
 from tfseg.models.encoders import (RESNET50_FEATURES, VGG16_CONV_LAYERS, finish_encoder,
                                    resnet50_features, vgg16_features)
@@ -34,6 +34,8 @@ def unet(
     dropout: float = 0.0,
     residual: bool = False,
     upsampling: str = "transpose",
+    depth_head: bool = False,
+    depth_range: float = 10.0,
     name: str = "unet",
 ) -> keras.Model:
     """Builds a U-Net for ``[B, H, W, input_channels]`` float inputs.
@@ -50,6 +52,10 @@ def unet(
       residual: adds a 1x1-projected shortcut around each pair of convolutions.
       upsampling: "transpose" (2x2 transposed convolution, as in the paper) or
         "bilinear" (bilinear resize followed by a 2x2 convolution).
+      depth_head: also output a depth map ``[B, H, W, 1]`` (float32, metres) from the last
+        decoder features: the model returns ``[logits, depth]``.
+      depth_range: the depth head's largest depth, metres (see
+        :func:`tfseg.models.blocks.heads`).
     """
     if upsampling not in ("transpose", "bilinear"):
         raise ValueError(f"upsampling must be 'transpose' or 'bilinear', got {upsampling!r}")
@@ -78,7 +84,7 @@ def unet(
         x = layers.Concatenate(name=f"up{level}_concat")([skips[level], x])
         x = conv_block(x, filters, name=f"up{level}", **block)
 
-    return keras.Model(inputs, classifier(x, num_classes), name=name)
+    return keras.Model(inputs, heads(x, num_classes, depth_head, depth_range), name=name)
 
 
 def unet_stride(depth: int = 4, **_) -> int:
@@ -94,7 +100,7 @@ def _upsample(x, filters: int, upsampling: str, name: str):
 
 
 def _encoder_unet(inputs, bottom, skips, num_classes, decoder_filters, batch_norm, upsampling,
-                  name) -> keras.Model:
+                  depth_head, depth_range, name) -> keras.Model:
     """The U-Net decoder from ``bottom`` (stride 32) up through ``skips`` (strides 16 ... 1).
 
     ``skips`` holds one encoder map, or None, per decoder level, deepest first.
@@ -111,7 +117,7 @@ def _encoder_unet(inputs, bottom, skips, num_classes, decoder_filters, batch_nor
         if skip is not None:
             x = layers.Concatenate(name=f"decoder{level}_concat")([skip, x])
         x = conv_block(x, filters, name=f"decoder{level}", batch_norm=batch_norm)
-    return keras.Model(inputs, classifier(x, num_classes), name=name)
+    return keras.Model(inputs, heads(x, num_classes, depth_head, depth_range), name=name)
 
 
 def unet_vgg16(
@@ -123,6 +129,8 @@ def unet_vgg16(
     batch_norm: bool = True,
     upsampling: str = "transpose",
     skip_connections: bool = True,
+    depth_head: bool = False,
+    depth_range: float = 10.0,
     name: str = "unet_vgg16",
 ) -> keras.Model:
     """A U-Net on VGG16 (conv1_1 ... pool5): skips from block5_conv3 (stride 16) to block1_conv2.
@@ -135,6 +143,7 @@ def unet_vgg16(
       batch_norm, upsampling: as for :func:`unet`, in the decoder.
       skip_connections: False drops the concatenations: a plain deconvolution decoder on
         the encoder (the classic "frozen pretrained encoder + decoder" baseline).
+      depth_head, depth_range: as for :func:`unet`.
     """
     if encoder_weights is not None and input_channels != 3:
         raise ValueError("encoder_weights need input_channels=3")
@@ -145,7 +154,7 @@ def unet_vgg16(
     if not skip_connections:
         skips = [None] * len(skips)
     model = _encoder_unet(inputs, f["block5_pool"], skips, num_classes, decoder_filters,
-                          batch_norm, upsampling, name)
+                          batch_norm, upsampling, depth_head, depth_range, name)
     return finish_encoder(model, "vgg16", encoder_weights, freeze_encoder, VGG16_CONV_LAYERS)
 
 
@@ -158,6 +167,8 @@ def unet_resnet50(
     batch_norm: bool = True,
     upsampling: str = "transpose",
     skip_connections: bool = True,
+    depth_head: bool = False,
+    depth_range: float = 10.0,
     name: str = "unet_resnet50",
 ) -> keras.Model:
     """A U-Net on keras.applications' ResNet50: skips conv4_block6_out (stride 16),
@@ -174,7 +185,7 @@ def unet_resnet50(
     if not skip_connections:
         skips = [None] * len(skips)
     model = _encoder_unet(inputs, f[RESNET50_FEATURES[-1]], skips, num_classes, decoder_filters,
-                          batch_norm, upsampling, name)
+                          batch_norm, upsampling, depth_head, depth_range, name)
     encoder_layers = [layer.name for layer in model.layers
                       if not layer.name.startswith(("decoder", "logits", "image"))]
     return finish_encoder(model, "resnet50", encoder_weights, freeze_encoder, encoder_layers)
