@@ -141,3 +141,19 @@ def test_predict_writes_16_bit_depth_and_a_preview_and_evaluate_scores_depth(dep
     truth = np.stack([s.depth for s in scenes]).astype(np.float64)
     assert report["depth_rmse"] == pytest.approx(np.sqrt(np.mean((predicted - truth) ** 2)), rel=1e-4)
     assert report["depth_abs_rel"] == pytest.approx(np.mean(np.abs(predicted - truth) / truth), rel=1e-4)
+
+
+def test_the_prediction_panels_show_both_heads(depth_run):
+    from tfseg.data.pipeline import cached_examples
+    from tfseg.data.sources import make_source
+    from tfseg.history import PredictionPanels
+    from tfseg.viz import depth_preview
+
+    config = load_config(str(depth_run / "config.yaml"))
+    examples = list(cached_examples(make_source(config.data), "val", config.data).take(2).as_numpy_iterator())
+    panels = PredictionPanels(examples, lambda images: normalize(images, "unit"), [[0, 0, 0], [255, 200, 0]])
+    rendered = panels.render(load_trained_model(depth_run / "model.keras"))
+    assert rendered.shape == (2, 24, 5 * 36, 3)
+    image, _, depth = examples[0]
+    np.testing.assert_array_equal(rendered[0, :, :36], image[..., 3:])  # the composite
+    np.testing.assert_array_equal(rendered[0, :, 3 * 36:4 * 36], depth_preview(depth, depth.min(), depth.max()))

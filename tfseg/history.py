@@ -25,7 +25,7 @@ from tfseg.data.labels import colorize
 from tfseg.fileio import write_text
 from tfseg.models.blocks import split_outputs
 from tfseg.tracking import WandbTracker
-from tfseg.viz import plot_curves
+from tfseg.viz import depth_preview, plot_curves
 
 # How many validation images TensorBoard shows every epoch.
 PREVIEW_IMAGES = 4
@@ -34,25 +34,35 @@ PREVIEW_IMAGES = 4
 class PredictionPanels:
     """A fixed set of validation examples, and ``[image | truth | prediction]`` panels of them.
 
-    ``examples``: ``(image uint8 [H, W, 3 k], label uint8 [H, W])`` as cached for training;
-    ``network_input(images uint8 [N, H, W, 3 k])`` gives the network's input for them. Of
-    stacked RGB images, the panel shows the last (a pair's composite).
+    ``examples``: ``(image uint8 [H, W, 3 k], label uint8 [H, W])`` (and ``depth float32
+    [H, W]``) as cached for training; ``network_input(images uint8 [N, H, W, 3 k])`` gives the
+    network's input for them. Of stacked RGB images, the panel shows the last (a pair's
+    composite); a model with a depth head adds ``| true depth | predicted depth``, coloured
+    over the true depths' range.
     """
 
     def __init__(self, examples, network_input, palette):
-        self.inputs = [network_input(image[None]) for image, *_ in examples]
-        self.images = [image[..., -3:] for image, *_ in examples]
-        self.labels = [label for _, label, *_ in examples]
+        self.inputs = [network_input(example[0][None]) for example in examples]
+        self.images = [example[0][..., -3:] for example in examples]
+        self.labels = [example[1] for example in examples]
+        self.depths = [example[2] if len(example) > 2 else None for example in examples]
         self.palette = np.asarray(palette, np.uint8)
 
     def render(self, model) -> np.ndarray:
-        """uint8 ``[K, H, 3 W, 3]`` (the images' sizes differ: each panel is padded to the largest)."""
+        """uint8 ``[K, H, (3 or 5) W, 3]`` (the images' sizes differ: each panel is padded
+        to the largest)."""
         panels = []
-        for image, label, x in zip(self.images, self.labels, self.inputs):
-            logits, _ = split_outputs(model(x, training=False))
-            logits = np.asarray(logits, np.float32)[0, :image.shape[0], :image.shape[1]]
-            prediction = logits.argmax(-1).astype(np.uint8)
-            panels.append(np.concatenate([image, colorize(label, self.palette), colorize(prediction, self.palette)], 1))
+        for image, label, depth, x in zip(self.images, self.labels, self.depths, self.inputs):
+            logits, predicted_depth = split_outputs(model(x, training=False))
+            height, width = image.shape[:2]
+            prediction = np.asarray(logits, np.float32)[0, :height, :width].argmax(-1).astype(np.uint8)
+            columns = [image, colorize(label, self.palette), colorize(prediction, self.palette)]
+            if predicted_depth is not None and depth is not None:
+                known = depth[depth > 0]
+                near, far = (float(known.min()), float(known.max())) if known.size else (0.0, 1.0)
+                columns += [depth_preview(depth, near, far),
+                            depth_preview(np.asarray(predicted_depth)[0, :height, :width, 0], near, far)]
+            panels.append(np.concatenate(columns, 1))
         height, width = max(p.shape[0] for p in panels), max(p.shape[1] for p in panels)
         return np.stack([np.pad(p, [(0, height - p.shape[0]), (0, width - p.shape[1]), (0, 0)]) for p in panels])
 

@@ -25,7 +25,7 @@ from tfseg.evaluate import kitti_submission_stem, quantize_probability
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
 from tfseg.photos import Photo, PhotoError, photo_size, read_photo
-from tfseg.viz import overlay
+from tfseg.viz import depth_preview, overlay
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 # Depth PNGs store round(256 x metres) in 16 bits, as KITTI's depth benchmark does.
@@ -208,17 +208,6 @@ def write_depth(path: Path, depth: np.ndarray) -> None:
 def encode_depth(depth: np.ndarray) -> np.ndarray:
     """Metres ``[H, W]`` float -> uint16 ``round(256 d)``, clipped to 0..65535."""
     return np.clip(np.round(np.nan_to_num(depth) * DEPTH_PNG_SCALE), 0, 65535).astype(np.uint16)
-
-
-def depth_preview(depth: np.ndarray) -> np.ndarray:
-    """A colour picture of a depth map ``[H, W]``: near is bright (yellow), far is dark
-    (OpenCV's magma map over the map's own range); uint8 RGB ``[H, W, 3]``."""
-    near, far = float(np.min(depth)), float(np.max(depth))
-    if far <= near:
-        scaled = np.zeros(depth.shape, np.uint8)
-    else:
-        scaled = np.round(255 * (far - depth) / (far - near)).astype(np.uint8)
-    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB)
 
 
 def write_probability(path: Path, probability: np.ndarray) -> None:

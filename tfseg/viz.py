@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 
 from tfseg.data.labels import VOID, colorize
@@ -17,6 +18,19 @@ def overlay(image: np.ndarray, classes: np.ndarray, palette: np.ndarray, alpha: 
     out = image.astype(np.float32)
     out[painted] = (1 - alpha) * out[painted] + alpha * colours[painted]
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def depth_preview(depth: np.ndarray, near: float | None = None, far: float | None = None) -> np.ndarray:
+    """A colour picture of a depth map ``[H, W]``: near is bright (yellow), far is dark
+    (OpenCV's magma map from ``near`` to ``far``, by default the map's own range); uint8
+    RGB ``[H, W, 3]``."""
+    near = float(np.min(depth)) if near is None else near
+    far = float(np.max(depth)) if far is None else far
+    if far <= near:
+        scaled = np.zeros(depth.shape, np.uint8)
+    else:
+        scaled = np.round(255 * np.clip((far - depth) / (far - near), 0, 1)).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_MAGMA), cv2.COLOR_BGR2RGB)
 
 
 def save_grid(rows: list[list[np.ndarray]], titles: list[str], path: str | os.PathLike) -> None:
