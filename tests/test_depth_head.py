@@ -157,3 +157,9 @@ def test_the_prediction_panels_show_both_heads(depth_run):
     image, _, depth = examples[0]
     np.testing.assert_array_equal(rendered[0, :, :36], image[..., 3:])  # the composite
     np.testing.assert_array_equal(rendered[0, :, 3 * 36:4 * 36], depth_preview(depth, depth.min(), depth.max()))
+
+
+def test_tflite_and_onnx_refuse_a_two_head_pair_model_in_one_line(depth_run, capsys):
+    code = main(["export", "--run-dir", str(depth_run), "--tflite"])
+    assert code == 2
+    assert "takes background + composite and returns classes, probabilities, depth" in capsys.readouterr().err

@@ -63,6 +63,11 @@ def _check_convertible(version_dir: Path) -> dict:
                         "TFLite and ONNX lack (UnsortedSegmentSum, Bitcast); serve it with TensorFlow or TF Serving")
     if "probabilities" not in metadata.get("outputs", ["probabilities"]):
         raise UserError(f"model {version_dir}: was exported without probabilities; export it with them to convert it")
+    inputs = metadata.get("inputs", ["image"])
+    if len(inputs) != 1 or "depth" in metadata.get("outputs", []):
+        raise UserError(f"model {version_dir}: takes {' + '.join(inputs)} and returns {', '.join(metadata['outputs'])}; "
+                        "the TFLite and ONNX conversions are checked for one-image segmentation models only: "
+                        "serve it with TensorFlow or TF Serving")
     return metadata
 
 
