@@ -66,3 +66,10 @@ def test_a_run_in_stages_trains_each_at_its_size(tmp_path, capsys):
     assert "stage 1/2: training on 16x16 images" in out and "stage 2/2: training on 32x32 images" in out
     with open(tmp_path / "run" / "history.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1", "2"]
+
+
+def test_a_time_budget_is_refused_with_stages():
+    from tfseg.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="train.time_budget: cannot plan the epochs of train.stages"):
+        load_config("fgbg_unet", ["train.time_budget=10"])

@@ -544,6 +544,11 @@ def validate_stages(config: RunConfig) -> None:
     total = sum(stage["epochs"] for stage in stages)
     if total != config.train.epochs:
         raise ConfigError(f"train.stages: the stages' epochs add up to {total}, train.epochs is {config.train.epochs}")
+    if config.train.time_budget:
+        # A budget plans the epochs from the first one, a small stage's: the later, larger
+        # stages would overrun it, or be cut off.
+        raise ConfigError("train.time_budget: cannot plan the epochs of train.stages, which fix them; "
+                          "size the stages' epochs instead")
 
 
 def validate_loss(loss: LossConfig) -> None:
