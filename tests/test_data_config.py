@@ -32,6 +32,6 @@ def test_bad_values_name_the_key(override, message):
 
 
 def test_every_source_is_registered_and_unknown_ones_are_errors():
-    assert set(SOURCES) == {"synthetic", "kitti_road", "voc2012", "voc2007", "voc_aug", "folder"}
-    with pytest.raises(UserError, match="data.source: 'cityscapes' is not one of synthetic, kitti_road"):
+    assert set(SOURCES) == {"synthetic", "fgbg", "kitti_road", "voc2012", "voc2007", "voc_aug", "folder"}
+    with pytest.raises(UserError, match="data.source: 'cityscapes' is not one of synthetic, fgbg, kitti_road"):
         load_config(None, ["data.source=cityscapes"])

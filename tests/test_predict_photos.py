@@ -132,6 +132,8 @@ def test_tile_option_through_predict(model_path, tmp_path):
 class OutOfMemoryAbove:
     """A stand-in model that runs out of memory for batches above a pixel budget."""
 
+    has_depth = False
+
     def __init__(self, budget):
         self.budget, self.calls = budget, []
 
