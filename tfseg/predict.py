@@ -155,22 +155,30 @@ def list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list
     return sorted(images), broken
 
 
-def check_folders(input_dir: Path, output_dir: Path, recursive: bool = False):
-    """Validates the input and output folders; returns the images to segment and the
+def check_folders(input_dir: Path, output_dir: Path, recursive: bool = False, stacked_with=()):
+    """Validates the input folders (``input_dir`` and those of the images stacked before
+    its own) and the output folder; returns ``input_dir``'s images to segment and the
     broken links among them."""
-    if not input_dir.exists():
-        raise UserError(f"input {input_dir}: does not exist")
-    if not input_dir.is_dir():
-        raise UserError(f"input {input_dir}: is not a directory")
-    if not os.access(input_dir, os.R_OK | os.X_OK):
-        raise UserError(f"input {input_dir}: cannot be read (permission denied)")
+    for folder in (input_dir, *stacked_with):
+        if not folder.exists():
+            raise UserError(f"input {folder}: does not exist")
+        if not folder.is_dir():
+            raise UserError(f"input {folder}: is not a directory")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise UserError(f"input {folder}: cannot be read (permission denied)")
     images, broken = list_images(input_dir, recursive)
     if not images and not broken:
         where = " or its sub-folders" if recursive else " (--recursive looks in sub-folders)"
         raise UserError(f"input {input_dir}: holds no images ({', '.join(IMAGE_SUFFIXES)}){where}")
-    resolved_in, resolved_out = input_dir.resolve(), output_dir.resolve()
-    if resolved_out == resolved_in or resolved_in in resolved_out.parents:
+
+    def holds_output(folder: Path) -> bool:
+        resolved_in, resolved_out = folder.resolve(), output_dir.resolve()
+        return resolved_out == resolved_in or resolved_in in resolved_out.parents
+
+    if holds_output(input_dir):
         raise UserError(f"output {output_dir}: must not be the input folder or inside it")
+    if any(holds_output(folder) for folder in stacked_with):
+        raise UserError(f"output {output_dir}: must not be an input folder or inside one")
     return images, broken
 
 
@@ -240,13 +248,8 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
 
     started = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
-    images, broken = check_folders(input_dir, output_dir, recursive)
     stacked_with = [Path(folder) for folder in stacked_with]
-    for folder in stacked_with:
-        if not folder.is_dir():
-            raise UserError(f"input {folder}: is not a directory")
-        if folder.resolve() == output_dir.resolve() or folder.resolve() in output_dir.resolve().parents:
-            raise UserError(f"output {output_dir}: must not be an input folder or inside one")
+    images, broken = check_folders(input_dir, output_dir, recursive, stacked_with)
     model = SegmentationModel(model_path)
     if len(model.inputs) != 1 + len(stacked_with):
         raise UserError(f"model {model.path} takes {' + '.join(model.inputs)} stacked: give one --input folder "
