@@ -12,7 +12,8 @@
 #                       time, so a rebuild with unchanged requirements reuses the
 #                       dependency layer
 #   --tag TAG           image tag (default tfseg:smoke)
-#   --uid UID           user id to run the containers as (default: yours)
+#   --uid UID           user id to run the containers as (default: yours, or 1000 when
+#                       started by root, so that the non-root path is what is tested)
 
 set -euo pipefail
 
@@ -28,6 +29,9 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+if [ "$uid" = 0 ]; then
+    uid=1000 gid=1000
+fi
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)

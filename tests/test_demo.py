@@ -26,3 +26,70 @@ def test_demo_trains_exports_and_predicts(tmp_path):
     assert len(masks) == 12 and len(list((out / "predictions" / "overlays").glob("*.png"))) == 12
     assert np.asarray(Image.open(masks[0])).shape == (96, 96)
     assert "miou" in result.stdout
+
+
+# preset -> the settings that shrink its generated data and model to seconds.
+SCENES = "height: 32, width: 48, num_train: 8, num_val: 4, num_test: 4"
+FEW_STEPS = ["train.epochs=1", "train.steps_per_epoch=2", "train.batch_size=4", "train.stages=[]",
+             "model.options.depth=2", "model.options.base_filters=4"]
+DEMO_PRESETS = {
+    "demo_unet": [f"data.synthetic={{{SCENES}}}"],
+    "fgbg_unet": [f"data.fgbg={{{SCENES}, foreground_size: 16}}", "data.resize=[32, 48]"],
+    "fgbg_unet_depth": [f"data.fgbg={{{SCENES}, foreground_size: 16}}", "data.resize=[32, 48]"],
+}
+
+
+def test_demo_presets_are_those_on_generated_data():
+    from tfseg.config import GENERATED_SOURCE_NAMES, load_config, preset_names
+
+    assert sorted(DEMO_PRESETS) == sorted(name for name in preset_names()
+                                          if load_config(name).data.source in GENERATED_SOURCE_NAMES)
+
+
+@pytest.mark.parametrize("preset", sorted(DEMO_PRESETS))
+def test_demo_runs_each_generated_data_preset_and_serves_what_it_trained(preset, tmp_path, capsys):
+    """Samples written the way the model takes them (one folder per stacked image), predicted
+    by the SavedModel, equal to the run's float32 network on the same network input."""
+    import tensorflow as tf
+
+    from tfseg.cli import main
+    from tfseg.predict import SegmentationModel
+    from tfseg.runs import load_run
+
+    out = tmp_path / "demo"
+    overrides = [arg for setting in DEMO_PRESETS[preset] + FEW_STEPS for arg in ("--set", setting)]
+    assert main(["demo", "--config", preset, "--output", str(out), *overrides]) == 0
+    run = load_run(out)
+    channels = 3 * len(run.input_groups)
+    assert channels == (6 if preset == "fgbg_unet_depth" else 3)
+    served = SegmentationModel(out / "export" / "1")
+    assert served.inputs == list(run.input_groups)
+    signature = served._loaded.signatures["serving_default"].structured_input_signature[1]
+    assert signature["images"].shape[-1] == channels
+    metadata = json.loads((out / "export" / "1" / "assets.extra" / "tfseg.json").read_text())
+    assert metadata["scores"]["test"]["miou"] == json.loads((out / "metrics.json").read_text())["miou"]
+
+    # The samples the demo wrote, read back as a user's files, through the network by hand.
+    folders = [out / "samples" / group for group in run.input_groups]
+    names = sorted(path.name for path in folders[0].glob("*.png"))
+    assert len(names) == 4 and all(sorted(p.name for p in f.glob("*.png")) == names for f in folders)
+    images = np.stack([np.concatenate([np.asarray(Image.open(f / name)) for f in folders], -1) for name in names])
+    outputs = served.predict(images)
+    network_input = served._loaded.network_input(tf.constant(images)).numpy()
+    expected = run.network()(network_input, training=False)
+    logits = expected[0] if served.has_depth else expected
+    assert served.has_depth == (preset == "fgbg_unet_depth")
+    assert logits.shape[1:3] == images.shape[1:3]  # the scenes are the network's size: no resize
+    np.testing.assert_allclose(outputs["probabilities"], tf.nn.softmax(logits).numpy(), atol=1e-5)
+    for name, classes in zip(names, outputs["classes"], strict=True):
+        np.testing.assert_array_equal(np.asarray(Image.open(out / "predictions" / "masks" / name)), classes)
+
+
+@pytest.mark.parametrize("preset", ["kitti_unet", "voc_fcn8"])
+def test_demo_refuses_presets_whose_data_must_be_downloaded(preset, tmp_path, capsys):
+    from tfseg.cli import main
+
+    assert main(["demo", "--config", preset, "--output", str(tmp_path / "demo")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"demo --config {preset}" in err and "data.data_dir" in err
+    assert not (tmp_path / "demo").exists()

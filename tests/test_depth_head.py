@@ -17,6 +17,7 @@ from tfseg.data.preprocess import normalize
 from tfseg.errors import UserError
 from tfseg.models import build_model
 from tfseg.predict import DEPTH_PNG_SCALE, SegmentationModel
+from tfseg.runs import load_run
 from tfseg.train import load_trained_model, train
 
 GEOMETRY = dict(horizontal_flip=True, scale_range=[0.7, 1.4], crop_size=[40, 56], rotation_degrees=20)
@@ -105,8 +106,9 @@ def test_the_saved_model_returns_classes_probabilities_and_depth_like_keras(dept
     images = np.stack([np.concatenate([s.background, s.composite], -1) for s in scenes])
     served = model.predict(images)
     assert served["depth"].shape == (3, 32, 48) and served["depth"].dtype == np.float32
-    # The in-memory Keras model, by hand: resize to 24x36, normalise, both heads, back to 32x48.
-    keras_model = load_trained_model(depth_run / "model.keras")
+    # The run's float32 network (whatever precision "auto" trained it in), by hand: resize
+    # to 24x36, normalise, both heads, back to 32x48.
+    keras_model = load_run(depth_run).network()
     small = tf.cast(tf.round(tf.image.resize(tf.cast(images, tf.float32), (24, 36))), tf.uint8)
     logits, depth = keras_model(normalize(small, "unit"), training=False)
     logits = tf.image.resize(logits, (32, 48)).numpy()

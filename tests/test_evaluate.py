@@ -101,7 +101,7 @@ def exported(run_dir):
     from tfseg.runs import load_run
 
     run = load_run(run_dir)
-    return export_run(run.model(), run.config, run_dir / "export", run.class_names, run.palette)
+    return export_run(run, run_dir / "export")
 
 
 def ground_truth(kitti, image_id):
@@ -256,19 +256,26 @@ def test_cli_run_dir_json_and_bad_input(run_dir, tmp_path, capsys):
 def test_float32_export_of_a_mixed_precision_model(run_dir, tmp_path):
     """A model trained under mixed_bfloat16 is served in float32: the SavedModel equals the
     float32 network with the same weights, not the bfloat16 one."""
+    import shutil
+
     from tfseg.runs import load_run
 
-    run = load_run(run_dir)
+    mixed_run = tmp_path / "mixed_run"
+    for name in ("config.yaml", "labels.json"):
+        (mixed_run / name).parent.mkdir(exist_ok=True)
+        shutil.copyfile(run_dir / name, mixed_run / name)
+    float32 = load_run(run_dir).model()
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    mixed = build_model("unet", 2, **run.config.model.options)
+    mixed = build_model("unet", 2, **load_run(run_dir).config.model.options)
     keras.mixed_precision.set_global_policy("float32")
-    mixed.set_weights(run.model().get_weights())
-    path = export_run(mixed, run.config, tmp_path / "sm", run.class_names, run.palette)
+    mixed.set_weights(float32.get_weights())
+    mixed.save(mixed_run / "model.keras")
+    path = export_run(load_run(mixed_run), tmp_path / "sm")
     image = np.random.default_rng(1).integers(0, 256, (1, 16, 24, 3), dtype=np.uint8)
     loaded = tf.saved_model.load(str(path))
     served_probabilities = loaded.serve(image)["probabilities"].numpy()
     network_input = loaded.network_input(image).numpy()
-    expected = tf.nn.softmax(run.model().predict(network_input, verbose=0)).numpy()
+    expected = tf.nn.softmax(float32.predict(network_input, verbose=0)).numpy()
     np.testing.assert_allclose(served_probabilities, expected, atol=1e-5)
     bf16 = tf.nn.softmax(mixed.predict(network_input, verbose=0)).numpy()
     assert np.abs(bf16 - expected).max() > 1e-4  # the check could tell them apart

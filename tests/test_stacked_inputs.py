@@ -14,7 +14,8 @@ from tfseg.data.fgbg import generate_scene
 from tfseg.data.preprocess import equalize, normalize
 from tfseg.errors import UserError
 from tfseg.predict import SegmentationModel, predict_folder
-from tfseg.train import load_trained_model, train
+from tfseg.runs import load_run
+from tfseg.train import train
 
 EVERY_AUGMENTATION = AugmentConfig(
     horizontal_flip=True, scale_range=[0.7, 1.4], crop_size=[40, 56], rotation_degrees=20,
@@ -93,8 +94,9 @@ def test_the_run_and_its_export_take_six_channels(pair_export):
     model = SegmentationModel(run_dir / "export")
     assert model.inputs == ["background", "composite"]
     assert "serve_bytes" not in model._loaded.signatures  # an encoded file is one RGB image
-    # The SavedModel against the in-memory Keras model on the same preprocessed pixels.
-    keras_model = load_trained_model(run_dir / "model.keras")
+    # The SavedModel against the run's float32 network (whatever precision "auto" trained it
+    # in) on the same preprocessed pixels.
+    keras_model = load_run(run_dir).network()
     scenes = [generate_scene(0, "test", i, height=32, width=48, foreground_size=16) for i in range(3)]
     images = np.stack([np.concatenate([s.background, s.composite], -1) for s in scenes])
     served = model.predict(images)

@@ -63,3 +63,21 @@ def test_online_without_credentials_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="wandb could not start a run in project tfseg-test .*"
                                         "--set train.wandb_mode=offline"):
         train(tiny_run(tmp_path, "train.wandb_mode=online"), verbose=0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed")
+def test_without_credentials_the_run_goes_offline_in_one_line(tmp_path, monkeypatch, capsys):
+    """A preset with a W&B project trains for anyone: no login means an offline W&B run."""
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))  # no stored login
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(tiny_run(tmp_path), verbose=0)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "wandb" in line.lower()]
+    assert len(lines) == 1 and lines[0].startswith("train.wandb_project tfseg-test: W&B is not reachable")
+    assert "logging offline to" in lines[0]
+    run_id = (tmp_path / "run" / tracking.RUN_ID_FILE).read_text().strip()
+    [offline] = (tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}")
+    assert next(offline.glob("run-*.wandb")).stat().st_size > 0
+    assert (tmp_path / "run" / "model.keras").is_file()

@@ -1,8 +1,17 @@
 """The ``tfseg`` command line: one entry point, one subcommand per job.
 
-Heavy imports (TensorFlow) happen inside the subcommands, so ``tfseg --help`` is instant
-and bad arguments are reported before any of them. A :class:`~tfseg.errors.UserError`
-becomes one line on stderr and exit status 2; an interrupted run exits with 130.
+Every command keeps one contract with its user:
+
+* exit 0: everything asked was done;
+* exit 1: part of the work was done and the rest was not (images or frames that could not
+  be read, a video that ended early): each skipped item is named on stderr; also an
+  unexpected error, said in one line (``--verbose`` adds the traceback);
+* exit 2: bad arguments, settings, paths or data (a :class:`~tfseg.errors.UserError`):
+  one line on stderr that names the thing and what to do, before any long work;
+* exit 130: interrupted (Ctrl-C, ``docker stop``); training resumes where it stopped.
+
+Heavy imports (TensorFlow) happen inside the subcommands, after the arguments and the
+configuration are checked, so ``tfseg --help`` is instant and a refusal fast.
 """
 
 from __future__ import annotations
@@ -14,10 +23,14 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 from tfseg import __version__
+from tfseg.arguments import ArgumentParser
 from tfseg.errors import UserError
+from tfseg.fileio import check_writable
+from tfseg.quiet_import import silence_tensorflow_startup
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default_preset: str | None) -> None:
@@ -38,16 +51,15 @@ def _load(args, run_dir: str | None = None):
 
 
 def cmd_train(args) -> int:
+    config = _load(args, args.run_dir)  # settings are checked before TensorFlow is imported
     from tfseg.train import train
 
-    path = train(_load(args, args.run_dir))
+    path = train(config)
     print(f"best model: {path}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from tfseg import evaluate
-
     what = [name for name, value in (("--run-dir", args.run_dir), ("--model", args.model),
                                      ("--predictions", args.predictions)) if value]
     if len(what) != 1:
@@ -57,18 +69,22 @@ def cmd_evaluate(args) -> int:
         if args.dataset or args.data_dir or args.overrides:
             raise UserError("--run-dir scores the run's own data; --dataset, --data-dir and --set "
                             "go with --model or --predictions")
-        metrics = evaluate.evaluate_run(args.run_dir, args.split)
-        default_json = Path(args.run_dir) / f"metrics_{args.split}.json"
+        json_path = Path(args.json or Path(args.run_dir) / f"metrics_{args.split}.json")
     else:
         if not (args.dataset or args.config) or not (args.data_dir or args.config):
             raise UserError(f"{what[0]} needs the ground truth: --dataset NAME --data-dir DIR (or --config)")
         data_config = _data_config(args)
-        if args.model:
-            metrics = evaluate.evaluate_saved_model(args.model, data_config, args.split)
-        else:
-            metrics = evaluate.evaluate_predictions(args.predictions, data_config, args.split, args.format)
-        default_json = None
-    json_path = Path(args.json) if args.json else default_json
+        json_path = Path(args.json) if args.json else None
+    if json_path and (args.json or Path(args.run_dir).is_dir()):
+        check_writable(json_path, "--json" if args.json else "metrics file")  # before the scoring, not after
+    from tfseg import evaluate
+
+    if args.run_dir:
+        metrics = evaluate.evaluate_run(args.run_dir, args.split)
+    elif args.model:
+        metrics = evaluate.evaluate_saved_model(args.model, data_config, args.split)
+    else:
+        metrics = evaluate.evaluate_predictions(args.predictions, data_config, args.split, args.format)
     print(evaluate.format_report(metrics))
     if json_path:
         picture = evaluate.write_report(metrics, json_path)
@@ -81,10 +97,9 @@ def cmd_export(args) -> int:
     from tfseg.runs import load_run
 
     run = load_run(args.run_dir)
-    output = Path(args.output) if args.output else run.directory / run.config.export.path
-    path = export_run(run.model(), run.config, output, run.class_names, run.palette,
-                      version=args.version, probabilities=args.probabilities, run_dir=run.directory,
-                      input_groups=run.input_groups)
+    base = Path(args.output) if args.output else run.directory / run.config.export.path
+    check_writable(base, "export folder", folder=True)
+    path = export_run(run, base, version=args.version, probabilities=args.probabilities)
     print(f"exported SavedModel to {path}")
     if args.tflite or args.onnx:
         from tfseg.runtimes import export_runtimes
@@ -103,8 +118,10 @@ def cmd_predict(args) -> int:
     if len(args.input) == 1 and Path(main_input).suffix.lower() in VIDEO_SUFFIXES:
         summary = predict_video(args.model, main_input, args.output, overwrite=args.overwrite,
                                 frame_masks=args.frame_masks)
+        for path, reason in summary.failed:
+            print(f"incomplete {path}: {reason}", file=sys.stderr)
         print(f"wrote {len(summary.written)} segmented frame(s) to {args.output}")
-        return 0
+        return 1 if summary.failed else 0
     summary = predict_folder(args.model, main_input, args.output, overwrite=args.overwrite,
                              probabilities=args.probabilities, recursive=args.recursive,
                              tile=args.tile, batch_size=args.batch_size, stacked_with=stacked_with)
@@ -115,11 +132,14 @@ def cmd_predict(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from tfseg.demo import run_demo
-    from tfseg.evaluate import format_report
+    from tfseg.demo import check_demo_config, run_demo
 
     output = args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    metrics = run_demo(_load(args, output))
+    config = _load(args, output)
+    check_demo_config(config)
+    metrics = run_demo(config)
+    from tfseg.evaluate import format_report
+
     print(f"\nheld-out test split, {metrics['seconds']:.0f} s in all:")
     print(format_report(metrics))
     print(f"outputs in {output}: metrics.json gallery.png curves.png export/ predictions/")
@@ -187,10 +207,11 @@ def cmd_data_prepare(args) -> int:
 
 
 def cmd_data_check(args) -> int:
+    config = _data_config(args)
     from tfseg.data.check import check
     from tfseg.data.sources import make_source
 
-    problems = check(make_source(_data_config(args)), progress=True)
+    problems = check(make_source(config), progress=True)
     for path, reason in problems:
         print(f"{path}: {reason}")
     print(f"{len(problems)} problem(s) found" if problems else "every image/mask pair is fine")
@@ -198,11 +219,14 @@ def cmd_data_check(args) -> int:
 
 
 def cmd_data_stats(args) -> int:
+    config = _data_config(args)
+    if args.json:
+        check_writable(args.json, "--json")
     from tfseg.data.sources import make_source
     from tfseg.data.stats import stats
     from tfseg.fileio import write_text
 
-    result = stats(make_source(_data_config(args)), progress=True)
+    result = stats(make_source(config), progress=True)
     text = json.dumps(result, indent=1)
     if args.json:
         write_text(args.json, text + "\n")
@@ -213,19 +237,22 @@ def cmd_data_stats(args) -> int:
 
 
 def cmd_data_split(args) -> int:
+    config = _data_config(args)
+    check_writable(args.output, "--output")
     from tfseg.data.sources import make_source
     from tfseg.data.splits import write_split
 
-    record = write_split(make_source(_data_config(args)), args.output, overwrite=args.overwrite)
+    record = write_split(make_source(config), args.output, overwrite=args.overwrite)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in record.items() if isinstance(v, list))
     print(f"wrote {args.output} ({sizes}); use it with --set data.split_file={args.output}")
     return 0
 
 
 def cmd_data_preview(args) -> int:
+    config = _data_config(args)
+    check_writable(args.output, "--output")
     from tfseg.data.preview import save_preview
 
-    config = _data_config(args)
     save_preview(config, args.output, count=args.count, seed=args.seed)
     print(f"wrote {args.output}")
     return 0
@@ -260,18 +287,21 @@ def _add_data_parsers(commands) -> None:
     split.add_argument("--overwrite", action="store_true")
     preview = add("preview", cmd_data_preview, "a grid of augmented training pairs, as the network sees them")
     preview.add_argument("--output", "-o", required=True, help="PNG file to write")
-    preview.add_argument("--count", type=int, default=8, help="number of pairs (default 8)")
+    preview.add_argument("--count", type=_positive_int, default=8, help="number of pairs (default 8)")
     preview.add_argument("--seed", type=int, default=0)
 
 
 def build_parser() -> argparse.ArgumentParser:
     from tfseg.config import SOURCE_NAMES
 
-    parser = argparse.ArgumentParser(prog="tfseg", description="Semantic segmentation with TensorFlow/Keras.")
+    parser = ArgumentParser(prog="tfseg", description="Semantic segmentation with TensorFlow/Keras.")
     parser.add_argument("--version", action="version", version=f"tfseg {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's own start-up log and the traceback of an unexpected error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    demo = commands.add_parser("demo", help="train, evaluate, export and predict on synthetic data")
+    demo = commands.add_parser("demo", help="train, evaluate, export and predict on generated data "
+                                            "(presets on synthetic or fgbg data)")
     demo.add_argument("--output", "-o", help="run directory (default: runs/demo-<time>)")
     _add_config_args(demo, "demo_unet")
     demo.set_defaults(func=cmd_demo)
@@ -302,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run-dir", required=True)
     export.add_argument("--output", help="the model base folder; the SavedModel goes to OUTPUT/<version>/ "
                                          "(default: RUN_DIR/export)")
-    export.add_argument("--version", type=int, help="version number (default: one more than the highest "
+    export.add_argument("--version", type=_positive_int, help="version number (default: one more than the highest "
                                                     "there); an existing version is never overwritten")
     export.add_argument("--tflite", action="store_true",
                         help="also write TensorFlow Lite models (float32 and float16) beside it, checked "
@@ -333,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="segment big images in overlapping tiles of N pixels with bounded memory: "
                               "auto (images whose network input exceeds 2048x2048, tiles of 1024), "
                               "off, or N for every image (default auto)")
-    predict.add_argument("--batch-size", type=int, default=4,
+    predict.add_argument("--batch-size", type=_positive_int, default=4,
                          help="images of one size segmented together (default 4)")
     predict.add_argument("--frame-masks", action="store_true",
                          help="video: also write each frame's mask to <name>_masks/NNNNNN.png")
@@ -341,9 +371,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the models with parameter counts and FLOPs")
     models.add_argument("names", nargs="*", help="models to list (default: all)")
-    models.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
+    models.add_argument("--size", type=_positive_int, nargs=2, default=(512, 512), metavar=("H", "W"),
                         help="input size for the FLOPs (default 512 512)")
-    models.add_argument("--classes", type=int, default=21, help="number of classes (default 21)")
+    models.add_argument("--classes", type=_positive_int, default=21, help="number of classes (default 21)")
     models.set_defaults(func=cmd_models)
 
     bench = commands.add_parser("bench", help="benchmarks: input pipeline vs OpenCV; train step by "
@@ -355,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_parsers(commands)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if text.strip().isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 1")
 
 
 def _tile_setting(text: str) -> str | int:
@@ -370,9 +406,12 @@ def _raise_interrupt(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
-    # TensorFlow's C++ start-up chatter is not for users; real errors still surface.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up chatter differs by machine and buries tfseg's own lines; a
+    # user who set TF_CPP_MIN_LOG_LEVEL, or asks for --verbose, sees TensorFlow's log.
+    if not args.verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+        silence_tensorflow_startup()
     # SIGTERM (``docker stop``) stops a run the same clean way as Ctrl-C. In a container
     # tfseg is process 1, which the kernel spares from signals it has no handler for:
     # without this, ``docker stop`` would wait and then SIGKILL the run.
@@ -387,6 +426,14 @@ def main(argv: list[str] | None = None) -> int:
         print("tfseg: interrupted; training resumes from its last checkpoint "
               "when the same command runs again", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, or a failure tfseg does not know yet: say what, then how to see more
+        summary = (str(err).strip().splitlines() or [""])[0][:300]
+        print(f"tfseg: error: {args.command} failed unexpectedly: {type(err).__name__}: {summary}"
+              + ("" if args.verbose else " (run it again with `tfseg --verbose` for the traceback)"),
+              file=sys.stderr)
+        if args.verbose:
+            traceback.print_exc()
+        return 1
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)

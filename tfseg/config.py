@@ -282,6 +282,8 @@ class RunConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
 
 SOURCE_NAMES = ("synthetic", "fgbg", "kitti_road", "voc2012", "voc2007", "voc_aug", "folder")
+# The sources whose examples tfseg generates itself: nothing to download.
+GENERATED_SOURCE_NAMES = ("synthetic", "fgbg")
 
 CHOICES = {
     "data.source": SOURCE_NAMES,
@@ -325,7 +327,12 @@ def _read_yaml(source: str) -> tuple[dict, str]:
     if source.endswith((".yaml", ".yml")) or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file {source}: not found")
-        text, label = path.read_text(), str(path)
+        try:
+            text, label = path.read_text(), str(path)
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {source}: not a text file") from None
+        except OSError as err:
+            raise ConfigError(f"config file {source}: cannot be read ({err.strerror})") from None
     else:
         preset = resources.files("tfseg") / "configs" / f"{source}.yaml"
         if not preset.is_file():
@@ -335,9 +342,11 @@ def _read_yaml(source: str) -> tuple[dict, str]:
             )
         text, label = preset.read_text(), f"preset {source}"
     try:
-        mapping = yaml.safe_load(text) or {}
+        mapping = yaml.safe_load(text)
     except yaml.YAMLError as err:
-        raise ConfigError(f"{label}: not valid YAML ({err})") from None
+        raise ConfigError(f"{label}: not valid YAML ({' '.join(str(err).split())})") from None
+    if mapping is None:  # an empty file would silently train on every default
+        raise ConfigError(f"{label}: empty; give at least a base preset (base: demo_unet) or one setting")
     if not isinstance(mapping, dict):
         raise ConfigError(f"{label}: expected a mapping at the top level")
     return mapping, label

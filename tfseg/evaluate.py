@@ -210,13 +210,13 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
     import tensorflow as tf
 
     from tfseg.data.sources import make_source
-    from tfseg.inference import float32_model, make_inference_fn, serving_input
+    from tfseg.inference import make_inference_fn, serving_input
     from tfseg.models import model_stride
     from tfseg.runs import load_run
 
     run = load_run(run_dir)
     source = make_source(run.config.data)
-    model = float32_model(run.model(), run.config.model, len(source.class_names))
+    model = run.network()
     stride = model_stride(run.config.model.name, **run.config.model.options)
     predict = tf.function(make_inference_fn(model, run.config.data, stride),
                           input_signature=[serving_input(3 * len(run.input_groups))])
@@ -284,6 +284,16 @@ def read_prediction(path: Path, num_classes: int, form: str, shape) -> tuple[np.
     return (values >= 128).astype(np.uint8), values
 
 
+def highest_value(path: Path) -> int:
+    """The highest value stored in a PNG (palette indices, grey levels)."""
+    from tfseg.data.files import open_image, read_bytes
+
+    try:
+        return int(np.asarray(open_image(read_bytes(str(path)), str(path))).max())
+    except UserError as err:
+        raise UserError(f"prediction {err}") from None
+
+
 def evaluate_predictions(predictions_dir: str | Path, data_config, split: str, form: str = "auto",
                          progress: bool = True) -> dict:
     """Scores a folder of PNGs named ``<image id>.png`` (KITTI also ``um_road_000000.png``)
@@ -308,6 +318,10 @@ def evaluate_predictions(predictions_dir: str | Path, data_config, split: str, f
     if extra:
         raise UserError(f"predictions {folder}: {files[extra[0]].name} is not an image of split {split!r} "
                         f"({len(extra)} such file(s))")
+    if form == "probability" and all(highest_value(files[i]) <= 1 for i in wanted):
+        # Probabilities of 0 or 1/255 everywhere: class maps, which would score as no road.
+        raise UserError(f"predictions {folder}: every PNG holds only 0 and 1, class ids rather than "
+                        "probabilities 0..255; use --format index (or auto)")
     scorer = Scorer(source.class_names)
     for image_id, _, label, _ in tqdm(examples(source, split), total=len(wanted), desc=f"evaluate {split}",
                                    unit="img", disable=not progress):

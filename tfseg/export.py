@@ -38,13 +38,14 @@ from pathlib import Path
 
 import keras
 
-from tfseg.artifacts import METADATA_FILE, MODEL_FILE, model_versions
-from tfseg.config import DataConfig, RunConfig
+from tfseg.artifacts import METADATA_FILE, model_versions
+from tfseg.config import DataConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
-from tfseg.inference import (BYTES_INPUT, float32_model, make_bytes_inference_fn, make_inference_fn,
+from tfseg.inference import (BYTES_INPUT, make_bytes_inference_fn, make_inference_fn,
                              make_network_fn, make_network_input_fn, network_input_spec, serving_input)
 from tfseg.models import model_stride
+from tfseg.runs import Run
 
 KERAS_COPY = Path("assets.extra") / "model.keras"
 
@@ -133,18 +134,19 @@ def run_scores(run_dir: Path) -> dict:
     return scores
 
 
-def export_run(model: keras.Model, config: RunConfig, base: str | os.PathLike, class_names, palette, *,
-               version: int | None = None, probabilities: bool = True,
-               run_dir: Path | None = None, input_groups=("image",)) -> Path:
-    """Exports a model trained with ``config`` (its geometry, preprocessing and stride) as
-    version ``version`` (default: the next) under ``base``; returns the version folder.
+def export_run(run: Run, base: str | os.PathLike | None = None, *, version: int | None = None,
+               probabilities: bool = True) -> Path:
+    """Exports the run's best model as version ``version`` (default: the next) under
+    ``base`` (default: the run's ``export.path``); returns the version folder.
 
-    The SavedModel computes in float32 whatever the training precision was. With
-    ``run_dir``, its ``model.keras`` travels along and its scores go into the metadata.
+    Everything the SavedModel needs comes from the run: its geometry, preprocessing and
+    stride (config), class names and palette, stacked inputs, its ``model.keras`` (copied
+    along) and the scores ``tfseg evaluate`` wrote. The SavedModel computes in float32
+    whatever the training precision was (:meth:`Run.network`).
     """
     from tfseg import __version__
 
-    base = Path(base)
+    base = Path(base) if base is not None else run.directory / run.config.export.path
     if base.exists() and not base.is_dir():
         raise UserError(f"export path {base}: exists and is not a folder")
     if (base / "saved_model.pb").exists():
@@ -156,15 +158,12 @@ def export_run(model: keras.Model, config: RunConfig, base: str | os.PathLike, c
     if (base / str(version)).exists():
         raise UserError(f"export path {base / str(version)}: version {version} already exists; "
                         "versions are never overwritten (leave --version out for the next one)")
+    config = run.config
     extra = {"model": config.model.name, "preset": config.name, "dataset": config.data.source,
-             "version": version, "tfseg_version": __version__, "git_commit": source_commit()}
-    keras_file = None
-    if run_dir is not None:
-        extra["scores"] = run_scores(Path(run_dir))
-        keras_file = Path(run_dir) / MODEL_FILE
-    model = float32_model(model, config.model, len(class_names))
+             "version": version, "tfseg_version": __version__, "git_commit": source_commit(),
+             "scores": run_scores(run.directory)}
     return export_saved_model(
-        model, base / str(version), data_config=config.data,
+        run.network(), base / str(version), data_config=config.data,
         stride=model_stride(config.model.name, **config.model.options),
-        class_names=class_names, palette=palette, extra=extra, probabilities=probabilities,
-        keras_file=keras_file, input_groups=input_groups)
+        class_names=run.class_names, palette=run.palette, extra=extra, probabilities=probabilities,
+        keras_file=run.model_path, input_groups=run.input_groups)

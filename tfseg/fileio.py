@@ -58,3 +58,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> None:
+    """Refuses, as a :class:`~tfseg.errors.UserError` naming ``what`` and ``path``, an output
+    that could not be written: a folder where a file goes (or the reverse), a path under a
+    regular file, or a place this process may not write. Call it before the long work whose
+    result goes there, so that nothing is computed in vain. Nothing is created.
+    """
+    from tfseg.errors import UserError
+
+    path = Path(path)
+    if path.exists():
+        if path.is_dir() != folder:
+            raise UserError(f"{what} {path}: is {'not ' if folder else ''}a folder; give "
+                            f"{'a folder' if folder else 'a file name'}")
+        target = path if folder else path.parent
+    else:
+        target = path.parent
+        while not target.exists():  # the nearest existing ancestor is where it would be created
+            target = target.parent
+        if not target.is_dir():
+            raise UserError(f"{what} {path}: lies under {target}, which is a file, not a folder")
+    if not os.access(target, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"{what} {path}: cannot be written here (permission denied); choose another path")

@@ -454,7 +454,9 @@ def predict_video(model_path: str | Path, video: str | Path, output_dir: str | P
     """Segments every frame of ``video``; writes ``output/<stem>_overlay.mp4`` (same size and
     frame rate) and, with ``frame_masks``, ``output/<stem>_masks/<frame:06d>.png``.
 
-    The video is written under a temporary name and renamed when complete.
+    The video is written under a temporary name and renamed when complete. A video that
+    stops decoding before the frame count its container gives is reported in the summary's
+    ``failed``, with the frames before written.
     """
     from tqdm import tqdm
 
@@ -509,4 +511,8 @@ def predict_video(model_path: str | Path, video: str | Path, output_dir: str | P
                 writer.release()
         if writer is None:
             raise UserError(f"input {video}: holds no readable frame")
+    if total and len(summary.written) < total:
+        # The container promised more frames than could be decoded: a cut or damaged file.
+        summary.failed.append((video, f"stopped decoding after frame {len(summary.written)} of {total} "
+                                      "(cut short or damaged); the overlay holds the frames before"))
     return summary

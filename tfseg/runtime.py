@@ -24,6 +24,10 @@ CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 GPU_BF16_CAPABILITY = (8, 0)
 # How much faster than float32 a CPU's bfloat16 convolution must be for "auto" to use it.
 CPU_BF16_MIN_SPEEDUP = 1.25
+# Names the policy "auto" resolves to, whatever the machine would choose: every outcome of
+# "auto" can so be reproduced (and tested) on any machine.
+AUTO_PRECISION_ENV = "TFSEG_AUTO_PRECISION"
+AUTO_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def gpu_capabilities() -> list[tuple[int, int]]:
@@ -94,9 +98,24 @@ def choose_precision(setting: str, gpus: list[tuple[int, int]], cpu_bf16: bool) 
     return "float32"
 
 
+def auto_precision_override(environ=os.environ) -> str | None:
+    """The policy ``TFSEG_AUTO_PRECISION`` pins "auto" to, or None when it is unset."""
+    value = environ.get(AUTO_PRECISION_ENV, "")
+    if not value:
+        return None
+    if value not in AUTO_PRECISIONS:
+        raise UserError(f"{AUTO_PRECISION_ENV}={value}: not one of {', '.join(AUTO_PRECISIONS)} "
+                        "(or leave it unset to let the machine decide)")
+    return value
+
+
 def resolve_precision(config: TrainConfig) -> str:
     """The dtype policy for this machine; see :func:`choose_precision`. A CPU counts as fast
-    in bfloat16 when it has the instructions and they measure faster than float32."""
+    in bfloat16 when it has the instructions and they measure faster than float32.
+    ``TFSEG_AUTO_PRECISION``, when set, is what "auto" resolves to."""
+    override = auto_precision_override()
+    if config.mixed_precision == "auto" and override:
+        return override
     gpus = gpu_capabilities()
     cpu_bf16 = (not gpus and config.mixed_precision == "auto" and cpu_has_bf16()
                 and cpu_bf16_speedup() >= CPU_BF16_MIN_SPEEDUP)

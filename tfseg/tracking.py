@@ -6,8 +6,9 @@ prediction panels (``predictions``) to a W&B run whose config is the resolved tf
 config. Its files go to ``RUN_DIR/wandb``; its id is kept in ``RUN_DIR/wandb_run_id``, so a
 resumed training goes on in the same W&B run. ``train.wandb_mode`` is passed to
 ``wandb.init`` ("offline" writes locally for a later ``wandb sync``; "" leaves it to wandb,
-which reads ``WANDB_MODE``). Without ``wandb`` installed the run says so once and trains
-as usual: tracking is never required.
+which reads ``WANDB_MODE``, and falls back to offline, saying so in one line, where W&B
+cannot start a run: no login, no network). Without ``wandb`` installed the run says so
+once and trains as usual: tracking is never required.
 """
 
 from __future__ import annotations
@@ -57,11 +58,16 @@ def open_tracker(project: str, mode: str, run_name: str, config: dict, run_dir: 
     else:
         run_id = secrets.token_hex(6)
         write_text(id_path, run_id + "\n")
+    settings = dict(project=project, name=run_name, id=run_id, resume="allow", config=config, dir=str(run_dir))
     try:
-        run = wandb.init(project=project, name=run_name, id=run_id, resume="allow", config=config,
-                         dir=str(run_dir), mode=mode or None)
+        run = wandb.init(**settings, mode=mode or None)
     except wandb.errors.Error as err:  # e.g. no API key, no network
         first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise UserError(f"wandb could not start a run in project {project} ({first_line}); "
-                        "log in with `wandb login`, or --set train.wandb_mode=offline") from None
+        if mode:  # asked for explicitly: not ours to change
+            raise UserError(f"wandb could not start a run in project {project} ({first_line}); "
+                            "log in with `wandb login`, or --set train.wandb_mode=offline") from None
+        # Tracking never needs an account: without a login, W&B keeps the run on disk.
+        print(f"train.wandb_project {project}: W&B is not reachable or not logged in ({first_line}); "
+              f"logging offline to {run_dir / 'wandb'} (upload later with `wandb sync`)")
+        run = wandb.init(**settings, mode="offline")
     return WandbTracker(wandb, run)

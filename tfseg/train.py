@@ -18,6 +18,7 @@ may change on resumption (e.g. a lower learning rate after a divergence).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -99,12 +100,22 @@ def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, li
     run_dir = Path(config.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"run directory {run_dir}: exists and is not a directory")
+    if is_writer and run_dir.is_dir() and not os.access(run_dir, os.W_OK | os.X_OK):
+        raise UserError(f"run directory {run_dir}: cannot be written (permission denied); choose another "
+                        "--run-dir or make it writable")
     if (run_dir / MODEL_FILE).exists():
         raise UserError(f"run directory {run_dir}: holds a finished run ({MODEL_FILE}); "
                         "choose another --run-dir")
     saved_config = run_dir / CONFIG_FILE
     if saved_config.is_file():
-        previous, current = yaml.safe_load(saved_config.read_text()), config_lib.to_dict(config)
+        try:
+            previous = yaml.safe_load(saved_config.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError):
+            previous = None
+        if not isinstance(previous, dict):
+            raise UserError(f"run directory {run_dir}: its {CONFIG_FILE} is not the YAML training writes; "
+                            "restore it, or choose another --run-dir")
+        current = config_lib.to_dict(config)
         changed = settings_changed(previous, current)
         fixed = [key for key in changed if key not in RESUMABLE]
         if fixed:

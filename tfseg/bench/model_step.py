@@ -25,7 +25,6 @@ XLA is always on: JAX compiles every jitted step.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -33,6 +32,7 @@ import platform
 import sys
 import time
 
+from tfseg.arguments import ArgumentParser
 from tfseg.bench.model_report import load, markdown, merge
 from tfseg.bench.remote import RemoteCandidate, Worker, WorkerError
 from tfseg.bench.rounds import error_text, round_ratios, run_rounds
@@ -238,7 +238,7 @@ def _bench_case(name, task, images, height, width, num_classes, options, precisi
 
 def main(argv: list[str] | None = None) -> int:
     """``tfseg bench model [options]``."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="tfseg bench model",
         description="Training and inference steps of tfseg models with Keras on JAX (no TensorFlow), "
                     "optionally beside a PyTorch U-Net.")

@@ -33,7 +33,6 @@ the medians; :func:`tfseg.bench.report.print_report` prints the table.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfseg.arguments import ArgumentParser
 from tfseg.bench.candidates import CLIP_LIMIT, TILE_GRID, TfsegCandidate, clahe_backends
 from tfseg.bench.clahe_core import run_clahe_one_core
 from tfseg.bench.host import describe_cpu, load_average
@@ -179,7 +179,7 @@ def bench_pipeline(data_dir: str | None = None, output_json: str | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     """``tfseg bench pipeline [options]``."""
-    parser = argparse.ArgumentParser(prog="tfseg bench pipeline",
+    parser = ArgumentParser(prog="tfseg bench pipeline",
                                      description="Throughput of the tfseg input pipeline vs a plain OpenCV loop.")
     parser.add_argument("--data-dir", help="KITTI Road folder or data_road.zip (default: the shared sample)")
     parser.add_argument("--json", help="write the result to this JSON file")

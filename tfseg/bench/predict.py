@@ -16,7 +16,6 @@ preprocessing (the speed does not depend on the weights), or a given SavedModel.
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfseg.arguments import ArgumentParser
 from tfseg.bench.host import describe_cpu, load_average
 from tfseg.bench.report import write_json
 from tfseg.bench.staging import stage_kitti_tree
@@ -115,7 +115,7 @@ def format_result(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="tfseg bench predict", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="tfseg bench predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a SavedModel from `tfseg export` (default: the preset's network)")
     parser.add_argument("--preset", default="kitti_unet", help="whose network and geometry (default kitti_unet)")
     parser.add_argument("--data-dir", help="KITTI Road folder or data_road.zip to copy images from")

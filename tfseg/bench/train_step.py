@@ -41,6 +41,7 @@ import traceback
 import keras
 import numpy as np
 
+from tfseg.arguments import ArgumentParser
 from tfseg.losses import MaskedSparseCrossEntropy
 from tfseg.models import build_model
 from tfseg.models.cost import model_cost
@@ -258,12 +259,11 @@ def print_results(result: dict) -> None:
 
 
 def main(argv=None) -> int:
-    import argparse
     import json
 
     from tfseg.fileio import write_text
 
-    parser = argparse.ArgumentParser(prog="tfseg bench train", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="tfseg bench train", description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["fcn8_vgg16", "unet"])
     parser.add_argument("--height", type=int, default=192)
     parser.add_argument("--width", type=int, default=624)

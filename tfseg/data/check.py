@@ -92,9 +92,12 @@ def pipeline_error(err, source: Source, split: str, workers: int | None = None) 
     hint = "`tfseg data check` lists every bad file"
     if isinstance(source, FileSource):
         examples = source.complete_examples(split)
-        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            for problems in pool.map(lambda e: check_example(source, e, values=False), examples):
-                if problems:
-                    file, reason = problems[0]
-                    return UserError(f"{file}: {reason} ({source.name} {split} split); {hint}")
+        # A file that stops decoding first; then a mask with values outside the label set
+        # (which stops sources that decode masks in NumPy, but not KITTI's devkit rule).
+        for values in (False, True):
+            with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+                for problems in pool.map(lambda e: check_example(source, e, values=values), examples):
+                    if problems:
+                        file, reason = problems[0]
+                        return UserError(f"{file}: {reason} ({source.name} {split} split); {hint}")
     return UserError(f"{source.name} {split} split: {pipeline_error_reason(err)}; {hint}")

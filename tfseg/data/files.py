@@ -323,7 +323,13 @@ class FileSource:
 
         def decode(path, height, width):
             location = path.decode()
-            label = self.decode_label(self.read_raw_label(location))
+            raw = self.read_raw_label(location)
+            # A value outside the label set is an error in the data, not void: training on
+            # it would hide the problem (`tfseg data check` lists every such file).
+            problems = self.label_problems(raw)
+            if problems:
+                raise UserError(f"{location}: {problems[0]}")
+            label = self.decode_label(raw)
             if label.shape != (height, width):
                 raise UserError(f"{location}: mask is {label.shape[0]}x{label.shape[1]} but its "
                                 f"image is {height}x{width}")

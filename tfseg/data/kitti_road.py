@@ -228,7 +228,8 @@ class KittiRoadSource(FileSource):
         worst = sorted(unknown.items(), key=lambda item: -item[1])[:3]
         listed = ", ".join(f"{colour} x{count}" for colour, count in worst)
         return [f"{sum(unknown.values())} pixel(s) of unknown colour (not magenta, red, black or "
-                f"pure blue): {listed}{' ...' if len(unknown) > 3 else ''}"]
+                f"pure blue): {listed}{' ...' if len(unknown) > 3 else ''}; training and evaluation map "
+                "them by the devkit's rule (valid where red > 0, road where blue > 0)"]
 
     def label_tf(self, label_path, image, read):
         import tensorflow as tf

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import tensorflow as tf
 
-from tfseg.config import SOURCE_NAMES, DataConfig
+from tfseg.config import GENERATED_SOURCE_NAMES, SOURCE_NAMES, DataConfig
 from tfseg.data import fgbg, synthetic
 from tfseg.data.folder import FolderSource
 from tfseg.data.kitti_road import KittiRoadSource
@@ -147,6 +147,7 @@ SOURCES = {
     "folder": FolderSource,
 }
 assert tuple(SOURCES) == SOURCE_NAMES  # the config validates names without importing us
+assert GENERATED_SOURCE_NAMES == tuple(name for name, source in SOURCES.items() if issubclass(source, GeneratedSource))
 # Sources that tensorflow-datasets builders can serve (data.use_tfds: true).
 TFDS_SOURCES = ("kitti_road", "voc2012", "voc2007", "voc_aug")
 

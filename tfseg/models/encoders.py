@@ -3,8 +3,9 @@
 The encoders' layers carry the names of ``keras.applications``' models, so weights are
 copied layer by layer, by name, from a ``keras.applications`` model holding them:
 
-* ``"imagenet"``: the ``keras.applications`` ImageNet weights (downloaded once into
-  ``~/.keras/models``; needs network access the first time);
+* ``"imagenet"``: the ``keras.applications`` ImageNet weights (downloaded once into the
+  Keras cache, ``$KERAS_HOME/models``, by default ``~/.keras/models``; offline, put the
+  file named in :data:`IMAGENET_FILES` there);
 * a path to a weights file of the matching ``keras.applications`` model: Keras 3
   ``.weights.h5``, a legacy Keras 2 ``.h5`` weights or model file, or a ``.keras`` model;
   with the classifier top (``include_top=True``) or without;
@@ -16,6 +17,7 @@ minus the ImageNet mean, unscaled), for VGG16 and for keras.applications' ResNet
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,19 @@ RESNET50_FEATURES = ("conv1_relu", "conv2_block3_out", "conv3_block4_out",
                      "conv4_block6_out", "conv5_block3_out")
 
 _APPLICATIONS = {"vgg16": "VGG16", "resnet50": "ResNet50"}
+# The files keras.applications downloads for weights="imagenet", by (encoder, with the top).
+IMAGENET_FILES = {
+    ("vgg16", True): "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+    ("vgg16", False): "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    ("resnet50", True): "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+    ("resnet50", False): "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+
+
+def keras_cache() -> Path:
+    """Where keras.applications keeps the weights it downloads: ``$KERAS_HOME/models``
+    (``~/.keras/models`` when KERAS_HOME is unset)."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "models"
 
 
 def scaled_width(filters: int, width_multiplier: float) -> int:
@@ -92,8 +107,18 @@ def _source_model(arch: str, weights: str, include_top: bool) -> keras.Model:
     """A keras.applications model holding ``weights`` ("imagenet" or a path)."""
     app = getattr(keras.applications, _APPLICATIONS[arch])
     if weights == "imagenet":
-        return app(include_top=include_top, weights="imagenet",
-                   input_shape=None if include_top else (None, None, 3))
+        wanted = keras_cache() / IMAGENET_FILES[(arch, include_top)]
+        try:
+            return app(include_top=include_top, weights="imagenet",
+                       input_shape=None if include_top else (None, None, 3))
+        except Exception as err:  # keras.utils.get_file raises a bare Exception when a download fails
+            if wanted.is_file():
+                raise  # the file was there: not a download problem
+            reason = str(err).rpartition(" -- ")[2].strip() or type(err).__name__
+            raise UserError(f"encoder weights imagenet: {wanted.name} is not in {wanted.parent} and cannot be "
+                            f"downloaded ({reason}); put it there (KERAS_HOME sets the folder), or --set "
+                            "model.options.encoder_weights=PATH to a local copy, or =null to train from "
+                            "scratch") from None
     path = Path(weights).expanduser()
     if not path.is_file():
         raise UserError(f"encoder weights {weights}: no such file (give 'imagenet', None or "
