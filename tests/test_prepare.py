@@ -140,3 +140,59 @@ def test_registry_has_the_official_addresses_and_checksums():
         prepare("imagenet", "x")
     with pytest.raises(UserError, match="give one SHA-256 each"):
         prepare("voc_aug", "x", sha256="0" * 64)
+
+
+def test_prepare_uses_kitti_already_extracted_or_zipped_without_the_network(tmp_path, monkeypatch, capsys):
+    """The README's first KITTI command, where the data are already there: checked, exit 0."""
+    import urllib.request
+
+    from tfseg.cli import main
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("prepare went to the network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    extracted = tmp_path / "kitti"
+    make_kitti(extracted / "data_road", {"um_000000": (12, 20), "umm_000001": (14, 18)})
+    assert main(["data", "prepare", "--dataset", "kitti_road", "--data-dir", str(extracted)]) == 0
+    out = capsys.readouterr().out
+    assert f"data_road.zip: already extracted in {extracted / 'data_road'}" in out
+    assert "kitti_road: layout complete, 3 examples" in out  # two training pairs and one test image
+    # A training image without its ground truth: the layout check names it.
+    (extracted / "data_road" / "training" / "gt_image_2" / "umm_road_000001.png").unlink()
+    assert main(["data", "prepare", "--dataset", "kitti_road", "--data-dir", str(extracted)]) == 2
+    assert "umm_000001" in capsys.readouterr().err
+
+    # The zip alone: its CRCs are checked and its SHA-256 printed, to pin.
+    zipped = tmp_path / "zipped"
+    root = make_kitti(tmp_path / "src" / "data_road", {"um_000000": (12, 20)})
+    zipped.mkdir()
+    with zipfile.ZipFile(zipped / "data_road.zip", "w") as zf:
+        for path in sorted(root.rglob("*")):
+            zf.write(path, "data_road/" + path.relative_to(root).as_posix())
+    digest = hashlib.sha256((zipped / "data_road.zip").read_bytes()).hexdigest()
+    assert main(["data", "prepare", "--dataset", "kitti_road", "--data-dir", str(zipped), "--no-extract"]) == 0
+    assert f"data_road.zip: sha256 {digest}, 0 file(s) extracted" in capsys.readouterr().out
+    # A damaged zip (a member's bytes changed) fails its CRC check, in one line.
+    data = bytearray((zipped / "data_road.zip").read_bytes())
+    data[40] ^= 0xFF
+    (zipped / "data_road.zip").write_bytes(bytes(data))
+    assert main(["data", "prepare", "--dataset", "kitti_road", "--data-dir", str(zipped), "--no-extract"]) == 2
+    assert "damaged" in capsys.readouterr().err
+
+
+def test_without_a_checksum_the_refusal_names_the_flag(http_server, tmp_path, capsys):
+    from tfseg.cli import main
+
+    base, folder, _ = http_server
+    root = make_kitti(tmp_path / "src" / "data_road", {"um_000000": (12, 20)})
+    with zipfile.ZipFile(folder / "data_road.zip", "w") as zf:
+        for path in sorted(root.rglob("*")):
+            zf.write(path, "data_road/" + path.relative_to(root).as_posix())
+    digest = hashlib.sha256((folder / "data_road.zip").read_bytes()).hexdigest()
+    args = ["data", "prepare", "--dataset", "kitti_road", "--data-dir", str(tmp_path / "kitti"),
+            "--url", f"{base}/data_road.zip"]
+    assert main(args) == 2
+    assert "pass --allow-unverified" in capsys.readouterr().err
+    assert main(args + ["--allow-unverified"]) == 0
+    assert f"data_road.zip: sha256 {digest}" in capsys.readouterr().out

@@ -129,14 +129,16 @@ def test_predict_pairs_files_from_two_folders_by_name(pair_export, tmp_path, cap
         Image.fromarray(scene.background).save(backgrounds / f"{name}.png")
         Image.fromarray(scene.composite).save(composites / f"{name}.png")
     Image.fromarray(scenes["scene0"].composite).save(composites / "lonely.png")  # no background
+    Image.fromarray(scenes["scene0"].background).save(backgrounds / "alone.png")  # no composite
     Image.fromarray(scenes["scene0"].background[:16]).save(backgrounds / "short.png")
     Image.fromarray(scenes["scene0"].composite).save(composites / "short.png")
 
     code = main(["predict", "--model", str(pair_export / "export"), "-i", str(backgrounds), "-i", str(composites),
                  "-o", str(tmp_path / "out")])
-    assert code == 1  # two files skipped, the others segmented
+    assert code == 1  # three files skipped, the others segmented
     err = capsys.readouterr().err
     assert f"skipped {composites / 'lonely.png'}: no image lonely.* in {backgrounds} to stack with it" in err
+    assert f"skipped {backgrounds / 'alone.png'}: no image alone.* in {composites} to stack with it" in err
     assert f"skipped {composites / 'short.png'}: is 32x48 but its partner in {backgrounds} is 16x48" in err
     for name, scene in scenes.items():
         expected = model.predict(np.concatenate([scene.background, scene.composite], -1)[None])["classes"][0]

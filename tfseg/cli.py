@@ -197,6 +197,10 @@ def cmd_data_prepare(args) -> int:
                      extract=not args.no_extract, allow_unverified=args.allow_unverified)
     for name, digest in result.archives.items():
         print(f"{name}: sha256 {digest}, {result.extracted.get(name, 0)} file(s) extracted")
+    for name, folder in result.found.items():
+        print(f"{name}: already extracted in {folder}")
+    if result.found:
+        print(f"{result.dataset}: layout complete, {result.examples} examples (`tfseg data check` reads every file)")
     if args.tfds:
         from tfseg.data.tfds_builders import prepare_tfds
 
@@ -223,16 +227,14 @@ def cmd_data_stats(args) -> int:
     if args.json:
         check_writable(args.json, "--json")
     from tfseg.data.sources import make_source
-    from tfseg.data.stats import stats
+    from tfseg.data.stats import format_stats, stats
     from tfseg.fileio import write_text
 
     result = stats(make_source(config), progress=True)
-    text = json.dumps(result, indent=1)
+    print(format_stats(result))
     if args.json:
-        write_text(args.json, text + "\n")
-        print(f"wrote {args.json}")
-    else:
-        print(text)
+        write_text(args.json, json.dumps(result, indent=1) + "\n")
+        print(f"wrote {args.json} (every count, per split)")
     return 0
 
 

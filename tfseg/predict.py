@@ -273,7 +273,7 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
     except OSError as err:
         raise UserError(f"output {output_dir}: cannot be created ({err.strerror})") from None
 
-    summary = PredictSummary(failed=list(broken))
+    summary = PredictSummary(failed=list(broken) + unpaired_partners(images, input_dir, stacked_with, recursive))
     batches, unreadable = size_batches(images, batch_size)
     summary.failed += unreadable
     # Two threads read the next batch and write finished outputs while the model runs;
@@ -366,6 +366,20 @@ def partner_files(path: Path, input_dir: Path, stacked_with: list[Path]) -> list
             raise PhotoError(f"no image {relative}.* in {folder} to stack with it")
         partners.append(found[0])
     return partners
+
+
+def unpaired_partners(images: list[Path], input_dir: Path, stacked_with: list[Path],
+                      recursive: bool) -> list[tuple[Path, str]]:
+    """The images of the ``stacked_with`` folders that no image of ``input_dir`` pairs with
+    (those of ``input_dir`` without partners are found when they are read)."""
+    stems = {path.relative_to(input_dir).with_suffix("") for path in images}
+    unpaired = []
+    for folder in stacked_with:
+        for path in list_images(folder, recursive)[0]:
+            relative = path.relative_to(folder).with_suffix("")
+            if relative not in stems:
+                unpaired.append((path, f"no image {relative}.* in {input_dir} to stack with it"))
+    return unpaired
 
 
 def read_stacked(path: Path, input_dir: Path, stacked_with: list[Path]) -> Photo:

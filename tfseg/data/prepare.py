@@ -10,8 +10,10 @@ cannot be trusted, and keeping it would make every later resume fail the same wa
 with :func:`tfseg.data.archive.safe_extract`. Checksums: SHA-256 where one is published;
 otherwise MD5 where one is widely documented; a ``sha256=`` argument (``--sha256``)
 overrides both. A file with no known checksum (KITTI's ``data_road.zip``) is only
-accepted with an explicit ``sha256`` or ``allow_unverified=True``; its SHA-256 is then
-reported so it can be pinned.
+downloaded with an explicit ``sha256`` or ``allow_unverified=True``; its SHA-256 is then
+reported so it can be pinned. One that is already there is checked against the CRCs its
+zip holds. A dataset already extracted (its archive gone) is checked for a complete
+layout and used as it is: nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,6 +73,10 @@ REMOTE_FILES = {
         note="No published SHA-256; MD5 from torchvision SBDataset (verified by MD5)."),
 }
 
+# The folder each archive extracts to, inside the dataset's folder.
+EXTRACTED_FOLDERS = {"kitti_road": "data_road", "voc2012": "VOCdevkit/VOC2012", "voc2007": "VOCdevkit/VOC2007",
+                     "sbd": "benchmark_RELEASE"}
+
 # What each tfseg source needs downloaded.
 DATASETS = {
     "kitti_road": ("kitti_road",),
@@ -103,6 +110,23 @@ class _ChecksumError(Exception):
     pass
 
 
+def _verify_unpinned(path: Path, allow_unverified: bool) -> str:
+    """Checks a file no checksum is known for as far as it can be: a zip archive against the
+    CRC of every member it holds; returns its SHA-256 (to pin)."""
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError) as err:
+            damaged = str(err)
+        if damaged:
+            raise UserError(f"{path}: damaged ({damaged} fails its CRC check); move it away to download it again")
+    elif not allow_unverified:
+        raise UserError(f"{path}: no checksum is known to check it against; pass --sha256 HASH, or "
+                        "--allow-unverified to use it as it is")
+    return file_digest(path, "sha256")
+
+
 def _open(url: str, offset: int, timeout: float):
     headers = {"User-Agent": "tfseg-prepare"}
     if offset:
@@ -120,15 +144,17 @@ def download(url: str, path: str | os.PathLike, sha256: str | None = None, md5: 
     times after ``retry_wait`` seconds (doubling), each retry resuming where the last stopped.
     """
     path = Path(path)
-    if not (sha256 or md5 or allow_unverified):
-        raise UserError(f"{url}: no checksum is known for this file; give its SHA-256 (--sha256) or "
-                        "allow an unverified download explicitly")
     if path.exists():
+        if not (sha256 or md5):
+            return _verify_unpinned(path, allow_unverified)
         try:
             return _verify(path, sha256, md5)
         except _ChecksumError as err:
             raise UserError(f"{path}: already exists but does not match ({err}); move it away to "
                             "download it again") from None
+    if not (sha256 or md5 or allow_unverified):
+        raise UserError(f"{url}: no checksum is known for {path.name}; pass --allow-unverified to download "
+                        "it anyway (its SHA-256 is printed, to pin with --sha256 next time), or --sha256 HASH")
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     for attempt in range(retries + 1):
@@ -191,6 +217,8 @@ class PrepareResult:
     directory: Path  # give this as data.data_dir
     archives: dict[str, str] = field(default_factory=dict)  # file name -> its SHA-256
     extracted: dict[str, int] = field(default_factory=dict)  # file name -> files written
+    found: dict[str, Path] = field(default_factory=dict)  # file name -> the folder already extracted from it
+    examples: int = 0  # examples the dataset's layout check found, when something was found extracted
 
 
 def prepare(dataset: str, directory: str | os.PathLike, sha256: dict[str, str] | str | None = None,
@@ -218,6 +246,9 @@ def prepare(dataset: str, directory: str | os.PathLike, sha256: dict[str, str] |
         remote = REMOTE_FILES[key]
         override = sha256.get(key)
         archive = directory / remote.filename
+        if not archive.exists() and (directory / EXTRACTED_FOLDERS[key]).is_dir():
+            result.found[remote.filename] = directory / EXTRACTED_FOLDERS[key]  # checked below
+            continue
         digest = download(url.get(key, remote.url), archive,
                           sha256=override or remote.sha256, md5=None if override else remote.md5,
                           size=None if override else remote.size, allow_unverified=allow_unverified,
@@ -225,4 +256,23 @@ def prepare(dataset: str, directory: str | os.PathLike, sha256: dict[str, str] |
         result.archives[remote.filename] = digest
         if extract:
             result.extracted[remote.filename] = safe_extract(archive, directory, progress=progress).written
+    if result.found:
+        result.examples = check_layout(dataset, directory)
     return result
+
+
+def check_layout(dataset: str, directory: Path) -> int:
+    """Checks an extracted dataset the way its source reads it (every listed image and mask
+    present, nothing unpaired); returns its number of examples. Contents are checked by
+    ``tfseg data check``."""
+    from tfseg.config import DataConfig
+    from tfseg.data.check import all_examples
+    from tfseg.data.sources import make_source
+
+    source = make_source(DataConfig(source=dataset, data_dir=str(directory)))
+    problems = source.structure_problems()
+    if problems:
+        raise UserError(f"{directory}: its extracted {dataset} data is incomplete ({problems[0].file}: "
+                        f"{problems[0].reason}; {len(problems)} problem(s)); move the folder away to download "
+                        "and extract it again")
+    return len(all_examples(source))

@@ -149,3 +149,23 @@ def stats(source: Source, splits: list[str] | None = None, workers: int | None =
         result["void_fraction"] = summary["void_fraction"]
         result["class_weights"] = median_frequency_weights(tally.pixels, tally.pixels_where_present)
     return result
+
+
+def format_stats(result: dict) -> str:
+    """The four-line summary of :func:`stats`' result that ``tfseg data stats`` prints."""
+    def listed(mapping: dict, digits: int = 4) -> str:
+        return ", ".join(f"{name} {value:.{digits}f}" for name, value in mapping.items())
+
+    counts = ", ".join(f"{split} {n}" for split, n in result["num_images"].items())
+    lines = [f"num_images: {counts}"]
+    sized = max(result["splits"], key=lambda split: result["num_images"][split])  # the largest split
+    sizes = sorted(result["splits"][sized]["image_sizes"].items(), key=lambda item: -item[1])
+    lines.append(f"image_sizes ({sized}): " + ", ".join(f"{size} x{n}" for size, n in sizes))
+    if result["weights_split"] is not None:
+        names = result["class_names"]
+        frequency = dict(zip(names, result["class_pixel_frequency"], strict=True))
+        weights = dict(zip(names, result["class_weights"], strict=True))
+        lines.append(f"class_pixel_frequency ({result['weights_split']}): {listed(frequency)}; "
+                     f"void_fraction {result['void_fraction']:.4f}")
+        lines.append(f"class_weights (median frequency): {listed(weights)}")
+    return "\n".join(lines)
