@@ -106,6 +106,25 @@ def test_precision_by_device(setting, gpus, cpu_bf16, policy):
     assert choose_precision(setting, gpus, cpu_bf16) == policy
 
 
+@pytest.mark.parametrize("pinned", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_tfseg_auto_precision_pins_what_auto_resolves_to(pinned, monkeypatch):
+    from tfseg.runtime import resolve_precision
+
+    monkeypatch.setenv("TFSEG_AUTO_PRECISION", pinned)
+    assert resolve_precision(load_config(None, ["train.mixed_precision=auto"]).train) == pinned
+    # Only "auto" is pinned: an explicit setting is the user's.
+    assert resolve_precision(load_config(None, ["train.mixed_precision=off"]).train) == "float32"
+
+
+def test_a_bad_tfseg_auto_precision_is_one_line(monkeypatch):
+    from tfseg.errors import UserError
+    from tfseg.runtime import resolve_precision
+
+    monkeypatch.setenv("TFSEG_AUTO_PRECISION", "bf16")
+    with pytest.raises(UserError, match="TFSEG_AUTO_PRECISION=bf16: not one of float32, mixed_bfloat16"):
+        resolve_precision(load_config(None).train)
+
+
 def test_cpu_bf16_flag_detection(tmp_path):
     from tfseg.runtime import cpu_has_bf16
 

@@ -20,6 +20,9 @@ from tfseg.predict import DEPTH_PNG_SCALE, SegmentationModel
 from tfseg.runs import load_run
 from tfseg.train import load_trained_model, train
 
+# Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
+pytestmark = pytest.mark.auto_precision
+
 GEOMETRY = dict(horizontal_flip=True, scale_range=[0.7, 1.4], crop_size=[40, 56], rotation_degrees=20)
 COLOUR = dict(brightness=0.2, contrast=0.3, saturation=0.3, hue=0.05, clahe_probability=0.5)
 SMALL = ["data.fgbg={height: 32, width: 48, foreground_size: 16, num_train: 16, num_val: 4, num_test: 4}",

@@ -15,6 +15,9 @@ from tfseg.export import export_saved_model
 from tfseg.predict import SegmentationModel, predict_folder, write_rgb
 from tfseg.train import load_trained_model, train
 
+# Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
+pytestmark = pytest.mark.auto_precision
+
 TINY = [
     "data.synthetic={height: 32, width: 32, num_train: 16, num_val: 8, num_test: 8, seed: 3}",
     "model.options={depth: 2, base_filters: 4, batch_norm: true}",

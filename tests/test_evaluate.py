@@ -23,6 +23,9 @@ from tfseg.predict import predict_folder, write_mask
 
 from data_fixtures import VOC_SAMPLE, make_kitti
 
+# Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
+pytestmark = pytest.mark.auto_precision
+
 SIZES = {"um_000001": (21, 33), "um_000002": (20, 31), "umm_000003": (23, 35),
          "umm_000004": (21, 33), "uu_000005": (19, 30), "uu_000006": (22, 34)}
 OPTIONS = {"depth": 1, "base_filters": 2}

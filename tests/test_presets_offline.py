@@ -88,3 +88,19 @@ def test_each_preset_trains_offline_or_says_in_one_line_what_it_needs(preset, of
         assert err == "tfseg: error: " + WEIGHTS_LINE.format(file=needs, cache=offline,
                                                               reason="[Errno -2] Name or service not known")
     assert not (run_dir / "model.keras").exists()
+
+
+def test_models_lists_the_imagenet_files_where_tfseg_looks(tmp_path, monkeypatch, capsys):
+    from tfseg.cli import print_imagenet_weights
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels.h5").write_bytes(b"weights")
+    print_imagenet_weights()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == f"ImageNet weights in {tmp_path / 'models'} (KERAS_HOME/models):"
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert rows["vgg16_weights_tf_dim_ordering_tf_kernels.h5"] == ["present", "kitti_fcn8,", "kitti_fcn8_512,",
+                                                                   "voc_fcn8"]
+    assert rows["resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"] == ["missing", "voc2007_resnet_frozen,",
+                                                                        "voc_resnet_unet_dice"]

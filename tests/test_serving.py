@@ -15,6 +15,9 @@ from tfseg.config import load_config
 from tfseg.predict import SegmentationModel
 from tfseg.train import load_trained_model, train
 
+# Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
+pytestmark = pytest.mark.auto_precision
+
 TINY = [
     "data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",
     "model.options={depth: 2, base_filters: 4}", "train.epochs=1", "train.batch_size=4",

@@ -17,6 +17,9 @@ from tfseg.predict import SegmentationModel, predict_folder
 from tfseg.runs import load_run
 from tfseg.train import train
 
+# Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
+pytestmark = pytest.mark.auto_precision
+
 EVERY_AUGMENTATION = AugmentConfig(
     horizontal_flip=True, scale_range=[0.7, 1.4], crop_size=[40, 56], rotation_degrees=20,
     brightness=0.2, contrast=0.3, saturation=0.3, hue=0.05, clahe_probability=0.5)

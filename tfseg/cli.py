@@ -160,7 +160,25 @@ def cmd_models(args) -> int:
         print(f"{name:<16} {model.count_params():>14,} {model_cost(model, (height, width)).gflops:>20,.1f}")
         del model
         gc.collect()  # the FCNs hold half a gigabyte of weights each
+    print_imagenet_weights()
     return 0
+
+
+def print_imagenet_weights() -> None:
+    """Which ImageNet weights files are in the Keras cache, and the presets that use them."""
+    from tfseg.config import load_config, preset_names
+    from tfseg.models.encoders import IMAGENET_FILES, keras_cache, weights_file
+
+    users: dict[str, list[str]] = {}
+    for preset in preset_names():
+        model = load_config(preset).model
+        if model.options.get("encoder_weights") == "imagenet":
+            users.setdefault(weights_file(model.name), []).append(preset)
+    cache = keras_cache()
+    print(f"\nImageNet weights in {cache} (KERAS_HOME/models):")
+    for file in sorted(set(IMAGENET_FILES.values())):
+        state = "present" if (cache / file).is_file() else "missing"
+        print(f"  {file:<52} {state:<8} {', '.join(users.get(file, [])) or '-'}")
 
 
 BENCHMARKS = {"pipeline": "tfseg.bench.pipeline", "train": "tfseg.bench.train_step",

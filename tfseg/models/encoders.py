@@ -47,6 +47,16 @@ IMAGENET_FILES = {
     ("resnet50", False): "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
 }
 
+# The encoder, and whether with its classifier top, that each model with encoder_weights loads.
+ENCODER_OF_MODEL = {"fcn8_vgg16": ("vgg16", True), "fcn16_vgg16": ("vgg16", True),
+                    "fcn32_vgg16": ("vgg16", True), "unet_vgg16": ("vgg16", False),
+                    "unet_resnet50": ("resnet50", False)}
+
+
+def weights_file(model_name: str) -> str:
+    """The file name of the ImageNet weights ``model_name`` loads for ``encoder_weights: imagenet``."""
+    return IMAGENET_FILES[ENCODER_OF_MODEL[model_name]]
+
 
 def keras_cache() -> Path:
     """Where keras.applications keeps the weights it downloads: ``$KERAS_HOME/models``
