@@ -36,6 +36,7 @@ def result(tmp_path_factory):
     return out, path
 
 
+@pytest.mark.slow
 def test_json_file_holds_the_returned_result(result):
     out, path = result
     assert json.loads(path.read_text()) == json.loads(json.dumps(out))

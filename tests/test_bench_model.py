@@ -72,6 +72,7 @@ def tiny_run(tmp_path_factory):
     return _last_json(done.stdout, "CHECK "), json.loads((out / "r.json").read_text()), out
 
 
+@pytest.mark.slow
 @needs_jax
 def test_no_tensorflow_is_imported(tiny_run):
     check, _, _ = tiny_run
@@ -105,6 +106,7 @@ def test_tiny_unet_numbers_are_sane(tiny_run):
     assert table.count("| keras_jax |") == 2 and "XLA on" in table
 
 
+@pytest.mark.slow
 @needs_jax
 def test_stateless_step_equals_keras_train_on_batch():
     # The benchmark's step and Keras' own compiled training step, from the same weights on

@@ -4,12 +4,14 @@ import math
 import time
 
 import keras
+import pytest
 
 from tfseg.bench.train_step import CONFIGS, bench_train_step, format_results
 
 TINY_UNET = {"depth": 2, "base_filters": 4}
 
 
+@pytest.mark.slow
 def test_tiny_unet_structure():
     before = keras.mixed_precision.global_policy().name
     start = time.perf_counter()

@@ -59,6 +59,7 @@ def test_finished_run_is_never_overwritten(trained):
         train(config, verbose=0)
 
 
+@pytest.mark.slow
 def test_interrupted_training_resumes(tmp_path):
     config = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}", "train.epochs=3"])
 
@@ -174,6 +175,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(exported, tmp_path, capsys, argv, 
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_training_after_a_step_with_a_checkpoint(tmp_path):
     """What `docker stop` does: SIGTERM ends the run with status 130, its files consistent."""
     import os
@@ -205,6 +207,7 @@ def test_sigterm_stops_training_after_a_step_with_a_checkpoint(tmp_path):
     assert os.path.exists(run_dir / "checkpoints" / "best.keras")
 
 
+@pytest.mark.slow
 def test_mirrored_training_over_two_devices(tmp_path):
     """train.distribute=mirrored splits each batch over two (logical CPU) devices."""
     import subprocess
@@ -244,6 +247,7 @@ SMALL_FCN = ["model.options.width_multiplier=0.0625", "model.options.encoder_wei
     ("kitti_fcn8", "kitti_road_sample", SMALL_FCN),
     ("voc_fcn8", "voc2012_sample", ["data.source=voc2012", "data.augment.crop_size=[64, 96]"] + SMALL_FCN),
 ])
+@pytest.mark.slow
 def test_real_presets_train_a_few_steps_on_the_samples(tmp_path, preset, data_dir, extra):
     """The shipped presets, shrunk to a few steps, on the real sample files."""
     import os

@@ -118,6 +118,7 @@ def test_logits_are_float32_under_mixed_precision(name, dtype_policy, policy):
         assert model.get_layer("score_pool4").compute_dtype == "float32"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_keras_file_round_trip(name, tmp_path):
     model = tiny(name)
@@ -131,6 +132,7 @@ def test_keras_file_round_trip(name, tmp_path):
                                rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_xla_training_step(name):
     # keras.applications encoders are frozen: XLA compiles their backward pass slowly on
@@ -311,6 +313,7 @@ def full_fcn8(vgg16_full, tmp_path_factory):
     return model
 
 
+@pytest.mark.slow
 def test_fcn_parameter_counts(full_fcn8):
     assert full_fcn8.count_params() == 134_376_863
     # The other two differ in the decoder only (built at full size: a few seconds each).
@@ -431,6 +434,7 @@ def test_model_cost_of_vgg16_and_fcn():
     assert model_cost(fcn, (37, 61)).flops == model_cost(fcn, (64, 64)).flops
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_models_run_on_jax():
     code = (
@@ -446,6 +450,7 @@ def test_models_run_on_jax():
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype_policy", ["mixed_float16", "mixed_bfloat16"])
 @pytest.mark.parametrize("name", ["unet", "fcn8_vgg16", "fcn_baseline"])
 def test_trains_under_mixed_precision(name, dtype_policy, policy):
@@ -463,6 +468,7 @@ def test_trains_under_mixed_precision(name, dtype_policy, policy):
     assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_exported_saved_model_matches_the_keras_model(name, tmp_path):
     """Every model exports; the SavedModel's classes equal the in-memory model's on 37x61."""

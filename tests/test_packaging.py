@@ -67,6 +67,7 @@ def test_python_dash_m_entry_point():
     assert result.returncode == 0 and result.stdout.startswith("tfseg ")
 
 
+@pytest.mark.slow
 def test_train_and_predict_scripts_run_end_to_end(tmp_path):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     tiny = ["--set", "data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4}",

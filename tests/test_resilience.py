@@ -36,6 +36,7 @@ def all_weights_finite(path) -> bool:
     return all(np.isfinite(w).all() for w in load_trained_model(path).get_weights())
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_naming_the_step_and_resumes_with_a_lower_learning_rate(tmp_path, capsys):
     run_dir = tmp_path / "run"
     settings = TINY + ["train.checkpoint_steps=2"]

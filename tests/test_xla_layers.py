@@ -93,6 +93,7 @@ def test_xla_compiles_it():
     np.testing.assert_allclose(compiled(x).numpy(), np.asarray(reference(x)), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 def test_equals_conv2d_transpose_on_jax():
     code = (

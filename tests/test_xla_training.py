@@ -27,6 +27,7 @@ def _data(count=8, size=(24, 40)):
     return images, labels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_xla_train_step_logs_the_numpy_metrics(policy, tmp_path):
     """tfseg's train step, compiled with XLA, under each policy: it trains, and an epoch's
@@ -122,6 +123,7 @@ def test_metrics_are_summed_across_replicas():
     assert accuracy == pytest.approx(expected_accuracy, abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_xla_steps_with_a_depth_head_log_the_numpy_depth_errors(policy, tmp_path):
     """Both heads in the XLA-compiled steps: the model trains, and the streaming depth

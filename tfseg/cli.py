@@ -29,7 +29,7 @@ from pathlib import Path
 from tfseg import __version__
 from tfseg.arguments import ArgumentParser
 from tfseg.errors import UserError
-from tfseg.fileio import check_writable
+from tfseg.fileio import check_writable, write_text
 from tfseg.quiet_import import silence_tensorflow_startup
 
 
@@ -75,8 +75,11 @@ def cmd_evaluate(args) -> int:
             raise UserError(f"{what[0]} needs the ground truth: --dataset NAME --data-dir DIR (or --config)")
         data_config = _data_config(args)
         json_path = Path(args.json) if args.json else None
-    if json_path and (args.json or Path(args.run_dir).is_dir()):
-        check_writable(json_path, "--json" if args.json else "metrics file")  # before the scoring, not after
+    # Where the scores go is checked before the scoring, not after it.
+    if args.json:
+        check_writable(json_path, "--json")
+    elif args.run_dir and Path(args.run_dir).is_dir():
+        check_writable(json_path, "metrics file (--json writes them elsewhere)")
     from tfseg import evaluate
 
     if args.run_dir:
@@ -246,7 +249,6 @@ def cmd_data_stats(args) -> int:
         check_writable(args.json, "--json")
     from tfseg.data.sources import make_source
     from tfseg.data.stats import format_stats, stats
-    from tfseg.fileio import write_text
 
     result = stats(make_source(config), progress=True)
     print(format_stats(result))
