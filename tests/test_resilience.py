@@ -69,6 +69,7 @@ def test_a_diverging_run_stops_naming_the_step_and_resumes_with_a_lower_learning
     assert "# changed on resumption: train.learning_rate" in (run_dir / "config.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_divergence_before_any_checkpoint_starts_again_with_a_lower_learning_rate(tmp_path):
     config = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}", "train.learning_rate=1e10"])
     with pytest.raises(TrainingDiverged, match=r"at step \d+ \(epoch 1, batch \d+\).*no checkpoint was written"):
@@ -77,6 +78,7 @@ def test_divergence_before_any_checkpoint_starts_again_with_a_lower_learning_rat
     assert all_weights_finite(tmp_path / "run" / "model.keras")
 
 
+@pytest.mark.slow
 def test_a_run_stopped_before_its_first_checkpoint_starts_again(tmp_path):
     config = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}"])
 

@@ -128,6 +128,7 @@ def test_a_corrupt_saved_model_is_one_line(base, tmp_path, capsys):
     assert err.startswith(f"tfseg: error: model {broken}: cannot be loaded as a SavedModel") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_tflite_float32_and_float16_agree_with_the_saved_model(run_dir, tmp_path, capsys):
     """The demo preset's run (no CLAHE), exported with --tflite."""
     assert main(["export", "--run-dir", str(run_dir), "--output", str(tmp_path / "x"), "--tflite"]) == 0
@@ -149,6 +150,7 @@ def test_onnx_agrees_with_the_saved_model(run_dir, tmp_path):
     assert check["checked"] and check["class_agreement"] >= 0.999 and check["max_probability_difference"] < 0.01
 
 
+@pytest.mark.slow
 def test_other_runtimes_refuse_a_clahe_model_in_one_line(tmp_path, capsys):
     run_dir = tmp_path / "run"
     train(load_config("demo_unet", TINY + [f"run_dir={run_dir}", "data.preprocess.clahe=true"]), verbose=0)
