@@ -56,5 +56,5 @@ LABEL org.opencontainers.image.title="tfseg" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.licenses="Apache-2.0"
-# Recorded in exported models' metadata (tfseg.export.source_commit).
+# Recorded in exported models' metadata (tfseg.serving.export.source_commit).
 ENV TFSEG_GIT_COMMIT=${REVISION}

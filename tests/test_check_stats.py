@@ -10,7 +10,7 @@ from data_fixtures import (BLACK, BLUE, KITTI_SAMPLE, MAGENTA, RED, VOC_SAMPLE, 
                       needs_samples, random_image, save_jpeg, save_png)
 from tfseg.config import DataConfig, FolderConfig, SyntheticConfig
 from tfseg.data.check import check
-from tfseg.data.files import verify_image
+from tfseg.images import verify_image
 from tfseg.data.labels import voc_palette
 from tfseg.data.sources import make_source
 from tfseg.data.stats import median_frequency_weights, stats

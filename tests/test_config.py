@@ -101,14 +101,14 @@ def test_switches_accept_the_words_people_type(typed, expected):
     ("mixed_float16", [], True, "mixed_float16"),
 ])
 def test_precision_by_device(setting, gpus, cpu_bf16, policy):
-    from tfseg.runtime import choose_precision
+    from tfseg.training.devices import choose_precision
 
     assert choose_precision(setting, gpus, cpu_bf16) == policy
 
 
 @pytest.mark.parametrize("pinned", ["float32", "mixed_bfloat16", "mixed_float16"])
 def test_tfseg_auto_precision_pins_what_auto_resolves_to(pinned, monkeypatch):
-    from tfseg.runtime import resolve_precision
+    from tfseg.training.devices import resolve_precision
 
     monkeypatch.setenv("TFSEG_AUTO_PRECISION", pinned)
     assert resolve_precision(load_config(None, ["train.mixed_precision=auto"]).train) == pinned
@@ -118,7 +118,7 @@ def test_tfseg_auto_precision_pins_what_auto_resolves_to(pinned, monkeypatch):
 
 def test_a_bad_tfseg_auto_precision_is_one_line(monkeypatch):
     from tfseg.errors import UserError
-    from tfseg.runtime import resolve_precision
+    from tfseg.training.devices import resolve_precision
 
     monkeypatch.setenv("TFSEG_AUTO_PRECISION", "bf16")
     with pytest.raises(UserError, match="TFSEG_AUTO_PRECISION=bf16: not one of float32, mixed_bfloat16"):
@@ -126,7 +126,7 @@ def test_a_bad_tfseg_auto_precision_is_one_line(monkeypatch):
 
 
 def test_cpu_bf16_flag_detection(tmp_path):
-    from tfseg.runtime import cpu_has_bf16
+    from tfseg.training.devices import cpu_has_bf16
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
@@ -137,7 +137,7 @@ def test_cpu_bf16_flag_detection(tmp_path):
 
 
 def test_cpu_bf16_is_measured_not_assumed():
-    from tfseg.runtime import cpu_bf16_speedup
+    from tfseg.training.devices import cpu_bf16_speedup
 
     speedup = cpu_bf16_speedup()
     assert 0.05 < speedup < 20.0

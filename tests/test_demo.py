@@ -60,7 +60,7 @@ def test_demo_runs_each_generated_data_preset_and_serves_what_it_trained(preset,
     import tensorflow as tf
 
     from tfseg.cli import main
-    from tfseg.predict import SegmentationModel
+    from tfseg.serving.client import SegmentationModel
     from tfseg.runs import load_run
 
     out = tmp_path / "demo"

@@ -16,9 +16,11 @@ from tfseg.data.labels import VOID
 from tfseg.data.preprocess import normalize
 from tfseg.errors import UserError
 from tfseg.models import build_model
-from tfseg.predict import DEPTH_PNG_SCALE, SegmentationModel
+from tfseg.predictions import DEPTH_PNG_SCALE
 from tfseg.runs import load_run
-from tfseg.train import load_trained_model, train
+from tfseg.serving.client import SegmentationModel
+from tfseg.runs import load_trained_model
+from tfseg.training.run import train
 
 # Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
 pytestmark = pytest.mark.auto_precision
@@ -151,7 +153,7 @@ def test_predict_writes_16_bit_depth_and_a_preview_and_evaluate_scores_depth(dep
 def test_the_prediction_panels_show_both_heads(depth_run):
     from tfseg.data.pipeline import cached_examples
     from tfseg.data.sources import make_source
-    from tfseg.history import PredictionPanels
+    from tfseg.training.history import PredictionPanels
     from tfseg.viz import depth_preview
 
     config = load_config(str(depth_run / "config.yaml"))

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from tfseg.encoded import decode_upright, exif_orientation
+from tfseg.serving.encoded import decode_upright, exif_orientation
 
 
 def asymmetric_image(height=12, width=20) -> np.ndarray:

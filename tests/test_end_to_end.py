@@ -11,9 +11,11 @@ from tfseg.cli import main
 from tfseg.config import DataConfig, load_config
 from tfseg.data.preprocess import preprocess
 from tfseg.errors import UserError
-from tfseg.export import export_saved_model
-from tfseg.predict import SegmentationModel, predict_folder, write_rgb
-from tfseg.train import load_trained_model, train
+from tfseg.serving.export import export_saved_model
+from tfseg.predict import predict_folder, write_rgb
+from tfseg.serving.client import SegmentationModel
+from tfseg.runs import load_trained_model
+from tfseg.training.run import train
 
 # Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
 pytestmark = pytest.mark.auto_precision
@@ -219,7 +221,7 @@ def test_mirrored_training_over_two_devices(tmp_path):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from tfseg.config import DataConfig, load_config
-        from tfseg.train import train
+        from tfseg.training.run import train
         config = load_config("demo_unet", {TINY!r} + ["run_dir={tmp_path / 'run'}",
                              "train.distribute=mirrored", "train.epochs=1"])
         train(config, verbose=0)

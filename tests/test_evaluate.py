@@ -15,9 +15,10 @@ from tfseg.cli import main
 from tfseg.config import load_config
 from tfseg.data.kitti_road import decode_ground_truth
 from tfseg.data.labels import VOID
-from tfseg.evaluate import (RoadCurve, evaluate_predictions, evaluate_run, evaluate_saved_model,
-                            kitti_submission_stem, read_prediction)
-from tfseg.export import export_run
+from tfseg.evaluate import evaluate_predictions, evaluate_run, evaluate_saved_model, read_prediction
+from tfseg.metrics import RoadCurve
+from tfseg.predictions import kitti_submission_stem
+from tfseg.serving.export import export_run
 from tfseg.models import build_model
 from tfseg.predict import predict_folder, write_mask
 

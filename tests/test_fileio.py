@@ -31,7 +31,7 @@ def test_an_exported_model_is_readable_by_another_user(tmp_path, umask):
     import keras
 
     from tfseg.config import DataConfig
-    from tfseg.export import export_saved_model
+    from tfseg.serving.export import export_saved_model
 
     inputs = keras.Input((None, None, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 1)(inputs))

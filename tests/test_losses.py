@@ -117,7 +117,7 @@ def test_keras_round_trip_and_xla(tmp_path, terms):
     model.compile(optimizer="adam", loss=loss)
     model.optimizer.build(model.trainable_variables)
     model.save(tmp_path / "m.keras")
-    from tfseg.train import load_trained_model
+    from tfseg.runs import load_trained_model
 
     restored = load_trained_model(tmp_path / "m.keras").loss
     assert float(restored(labels, logits)) == pytest.approx(float(loss(labels, logits)), rel=1e-6)
@@ -128,7 +128,7 @@ def test_keras_round_trip_and_xla(tmp_path, terms):
 def test_training_with_median_frequency_weights_and_a_combined_loss(tmp_path):
     from tfseg.data.sources import make_source
     from tfseg.data.stats import stats
-    from tfseg.train import train
+    from tfseg.training.run import train
 
     tiny = ["data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",
             "model.options={depth: 2, base_filters: 4}", "train.epochs=1", "train.batch_size=4",
@@ -144,7 +144,7 @@ def test_training_with_median_frequency_weights_and_a_combined_loss(tmp_path):
 
 def test_class_weight_list_must_match_the_classes(tmp_path):
     from tfseg.errors import UserError
-    from tfseg.train import train
+    from tfseg.training.run import train
 
     config = load_config("demo_unet", ["loss.class_weights=[1.0, 2.0]", f"run_dir={tmp_path / 'run'}",
                                        "data.synthetic={num_train: 4, num_val: 2, num_test: 2}"])

@@ -475,7 +475,7 @@ def test_exported_saved_model_matches_the_keras_model(name, tmp_path):
     import tensorflow as tf
 
     from tfseg.config import DataConfig
-    from tfseg.export import export_saved_model
+    from tfseg.serving.export import export_saved_model
 
     model = tiny(name)
     randomize(model)

@@ -76,7 +76,7 @@ def test_saved_model_feeds_the_network_what_the_pipeline_does(tmp_path, clahe_ba
     import tensorflow as tf
 
     from tfseg.config import load_config
-    from tfseg.export import export_saved_model
+    from tfseg.serving.export import export_saved_model
 
     config = load_config("kitti_unet", [
         f"data.data_dir={KITTI_SAMPLE}", "data.resize=[96, 320]",
@@ -103,7 +103,7 @@ def test_saved_model_answers_at_the_input_size(tmp_path_factory, size):
     import tensorflow as tf
 
     from tfseg.config import load_config
-    from tfseg.export import export_saved_model
+    from tfseg.serving.export import export_saved_model
 
     config = load_config("kitti_unet", ["data.resize=[64, 208]"])
     path = export_saved_model(_tiny_network(), tmp_path_factory.mktemp("sm") / "sm", data_config=config.data,

@@ -14,7 +14,7 @@ from PIL import Image
 from tests.conftest import REPO, SHARED_DATA
 from tfseg import config as config_lib
 from tfseg.config import load_config
-from tfseg.train import train
+from tfseg.training.run import train
 
 KITTI = os.path.join(SHARED_DATA, "kitti_road_sample")
 VOC = os.path.join(SHARED_DATA, "voc2012_sample")

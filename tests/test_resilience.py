@@ -17,8 +17,9 @@ from tests.data_fixtures import save_png
 from tfseg.cli import main
 from tfseg.config import load_config
 from tfseg.errors import UserError
-from tfseg.loop import TrainingDiverged
-from tfseg.train import load_trained_model, train
+from tfseg.training.loop import TrainingDiverged
+from tfseg.runs import load_trained_model
+from tfseg.training.run import train
 
 TINY = [
     "data.synthetic={height: 32, width: 32, num_train: 16, num_val: 8, num_test: 8, seed: 3}",
@@ -216,14 +217,14 @@ def free_ports(count):
 WORKER = """
 import sys
 import numpy as np
-import tfseg.train
+import tfseg.training.run
 from tfseg.cli import main
 
-run_loop = tfseg.train.run_loop
+run_loop = tfseg.training.run.run_loop
 def keep_weights(trainer, *args, **kwargs):
     run_loop(trainer, *args, **kwargs)
     np.savez(sys.argv[1], *trainer.model.get_weights())
-tfseg.train.run_loop = keep_weights
+tfseg.training.run.run_loop = keep_weights
 raise SystemExit(main(sys.argv[2:]))
 """
 
@@ -299,7 +300,7 @@ def test_multi_worker_needs_tf_config(tmp_path, monkeypatch):
 
 
 def test_tf_config_counts_workers():
-    from tfseg.runtime import tf_config_workers
+    from tfseg.training.devices import tf_config_workers
 
     assert tf_config_workers({}) == 0
     cluster = {"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "chief", "index": 0}}
@@ -322,7 +323,7 @@ def test_tf_config_counts_workers():
      "something else went wrong"),
 ])
 def test_a_lost_worker_is_named_without_the_graph_trace(message, gist):
-    from tfseg.train import worker_loss
+    from tfseg.training.run import worker_loss
 
     assert worker_loss(message) == gist
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from tfseg.config import load_config
-from tfseg.loop import EpochEnd, LoopSettings
-from tfseg.schedules import Patience, Schedule, make_optimizer
+from tfseg.training.loop import EpochEnd, LoopSettings
+from tfseg.training.schedules import Patience, Schedule, make_optimizer
 
 
 def reference(kind, step, base=0.1, total=100, warmup=10, floor=0.05, power=0.9, every=20, factor=0.1):
@@ -80,7 +80,7 @@ def test_plateau_scale_follows_the_scores_and_replays():
 
 
 def test_early_stopping_ends_the_run_with_its_best_model(tmp_path):
-    from tfseg.train import train
+    from tfseg.training.run import train
 
     config = load_config("demo_unet", [
         "data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",
@@ -97,7 +97,7 @@ def test_early_stopping_ends_the_run_with_its_best_model(tmp_path):
 
 
 def test_fit_epochs():
-    from tfseg.schedules import fit_epochs
+    from tfseg.training.schedules import fit_epochs
 
     assert fit_epochs(600, 100, 50, 40) == 11  # the first epoch plus ten of 50 s in the 500 s left
     assert fit_epochs(600, 100, 50, 5) == 5  # never more than train.epochs
@@ -105,7 +105,7 @@ def test_fit_epochs():
 
 
 def test_time_budget_fits_the_epochs_and_the_schedule(tmp_path, capsys):
-    from tfseg.train import train
+    from tfseg.training.run import train
 
     config = load_config("demo_unet", [
         "data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",

@@ -13,9 +13,10 @@ from tfseg.data import augment as aug
 from tfseg.data.fgbg import generate_scene
 from tfseg.data.preprocess import equalize, normalize
 from tfseg.errors import UserError
-from tfseg.predict import SegmentationModel, predict_folder
+from tfseg.predict import predict_folder
 from tfseg.runs import load_run
-from tfseg.train import train
+from tfseg.serving.client import SegmentationModel
+from tfseg.training.run import train
 
 # Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
 pytestmark = pytest.mark.auto_precision

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tfseg.config import ConfigError, load_config
-from tfseg.stages import stage_data_config, stage_index
+from tfseg.training.stages import stage_data_config, stage_index
 
 STAGES = "train.stages=[{size: [96, 312], epochs: 2}, {size: [192, 624], epochs: 3}]"
 
@@ -39,7 +39,7 @@ def test_bad_stages_are_errors(stages, message):
 
 
 def test_a_run_in_stages_trains_each_at_its_size(tmp_path, capsys):
-    from tfseg.train import train
+    from tfseg.training.run import train
 
     config = load_config("demo_unet", [
         "data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",
@@ -47,7 +47,7 @@ def test_a_run_in_stages_trains_each_at_its_size(tmp_path, capsys):
         "train.epochs=3", "train.stages=[{size: [16, 16], epochs: 1}, {size: [32, 32], epochs: 2}]",
         f"run_dir={tmp_path / 'run'}"])
     sizes = []
-    import tfseg.train as train_module
+    import tfseg.training.run as train_module
 
     build = train_module.build_dataset
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from tfseg import tracking
 from tfseg.config import load_config
-from tfseg.history import PREVIEW_IMAGES
-from tfseg.train import train
+from tfseg.runs import WANDB_RUN_ID_FILE
+from tfseg.training.history import PREVIEW_IMAGES
+from tfseg.training.run import train
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -38,7 +38,7 @@ def test_offline_run_logs_every_epoch_and_the_prediction_panels(tmp_path, monkey
     monkeypatch.setenv("WANDB_SILENT", "true")
     train(tiny_run(tmp_path, "train.wandb_mode=offline"), verbose=0)
     run_dir = tmp_path / "run"
-    run_id = (run_dir / tracking.RUN_ID_FILE).read_text().strip()
+    run_id = (run_dir / WANDB_RUN_ID_FILE).read_text().strip()
     [offline] = (run_dir / "wandb").glob(f"offline-run-*-{run_id}")
     # The panels of both epochs, at steps 0 and 1 (wandb names media KEY_STEP_HASH.png).
     panels = sorted(p.name for p in (offline / "files" / "media" / "images").glob("predictions_*.png"))
@@ -77,7 +77,7 @@ def test_without_credentials_the_run_goes_offline_in_one_line(tmp_path, monkeypa
     lines = [line for line in capsys.readouterr().out.splitlines() if "wandb" in line.lower()]
     assert len(lines) == 1 and lines[0].startswith("train.wandb_project tfseg-test: W&B is not reachable")
     assert "logging offline to" in lines[0]
-    run_id = (tmp_path / "run" / tracking.RUN_ID_FILE).read_text().strip()
+    run_id = (tmp_path / "run" / WANDB_RUN_ID_FILE).read_text().strip()
     [offline] = (tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}")
     assert next(offline.glob("run-*.wandb")).stat().st_size > 0
     assert (tmp_path / "run" / "model.keras").is_file()

@@ -11,10 +11,10 @@ import tensorflow as tf
 from tfseg.config import load_config
 from tfseg.data.labels import VOID
 from tfseg.metrics import batch_confusion_matrix, confusion_matrix, scores
-from tfseg.loop import Trainer
+from tfseg.training.loop import Trainer
 from tfseg.losses import MaskedSparseCrossEntropy
 from tfseg.models import build_model
-from tfseg.schedules import make_optimizer
+from tfseg.training.schedules import make_optimizer
 
 NUM_CLASSES = 3
 
@@ -95,7 +95,7 @@ def test_metrics_are_summed_across_replicas():
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         import json, keras, numpy as np
         from tfseg.metrics import confusion_matrix, scores
-        from tfseg.loop import Trainer
+        from tfseg.training.loop import Trainer
         from tfseg.losses import MaskedSparseCrossEntropy
         from tfseg.models import build_model
         rng = np.random.default_rng(0)

@@ -30,6 +30,7 @@ from tfseg import __version__
 from tfseg.arguments import ArgumentParser
 from tfseg.errors import UserError
 from tfseg.fileio import check_writable, write_text
+from tfseg.predictions import PREDICTION_FORMATS
 from tfseg.quiet_import import silence_tensorflow_startup
 
 
@@ -52,7 +53,7 @@ def _load(args, run_dir: str | None = None):
 
 def cmd_train(args) -> int:
     config = _load(args, args.run_dir)  # settings are checked before TensorFlow is imported
-    from tfseg.train import train
+    from tfseg.training.run import train
 
     path = train(config)
     print(f"best model: {path}")
@@ -69,7 +70,9 @@ def cmd_evaluate(args) -> int:
         if args.dataset or args.data_dir or args.overrides:
             raise UserError("--run-dir scores the run's own data; --dataset, --data-dir and --set "
                             "go with --model or --predictions")
-        json_path = Path(args.json or Path(args.run_dir) / f"metrics_{args.split}.json")
+        from tfseg.runs import metrics_path
+
+        json_path = Path(args.json) if args.json else metrics_path(Path(args.run_dir), args.split)
     else:
         if not (args.dataset or args.config) or not (args.data_dir or args.config):
             raise UserError(f"{what[0]} needs the ground truth: --dataset NAME --data-dir DIR (or --config)")
@@ -96,7 +99,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tfseg.export import export_run
+    from tfseg.serving.export import export_run
     from tfseg.runs import load_run
 
     run = load_run(args.run_dir)
@@ -105,7 +108,7 @@ def cmd_export(args) -> int:
     path = export_run(run, base, version=args.version, probabilities=args.probabilities)
     print(f"exported SavedModel to {path}")
     if args.tflite or args.onnx:
-        from tfseg.runtimes import export_runtimes
+        from tfseg.serving.runtimes import export_runtimes
 
         for name, check in export_runtimes(path, args.tflite, args.onnx).items():
             figures = (f"classes agree on {100 * check['class_agreement']:.3f} % of pixels, probabilities "
@@ -339,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="an exported SavedModel (with --dataset and --data-dir)")
     evaluate.add_argument("--predictions", help="a folder of PNGs named <image id>.png (KITTI: also "
                                                 "um_road_000000.png), with --dataset and --data-dir")
-    evaluate.add_argument("--format", choices=("auto", "index", "binary", "probability"), default="auto",
+    evaluate.add_argument("--format", choices=PREDICTION_FORMATS, default="auto",
                           help="what the prediction PNGs hold (default: told by their values)")
     evaluate.add_argument("--split", default="val", help="val, test, train or all (default: val)")
     evaluate.add_argument("--json", help="write the metrics here, and a confusion-matrix PNG beside it "

@@ -181,7 +181,7 @@ class TrainConfig:
     batch_size: int = 8
     learning_rate: float = 1e-3
     # adam, adamw or sgd (with momentum, optionally Nesterov); adam with weight_decay > 0
-    # is AdamW. See tfseg.schedules.
+    # is AdamW. See tfseg.training.schedules.
     optimizer: str = "adam"
     momentum: float = 0.9
     nesterov: bool = False
@@ -203,7 +203,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     # "auto": mixed_bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with native
     # bfloat16, mixed_float16 (with loss scaling) on older GPUs, float32 elsewhere;
-    # "on" / "off" (or true / false); or a Keras policy name. See tfseg.runtime.
+    # "on" / "off" (or true / false); or a Keras policy name. See tfseg.training.devices.
     mixed_precision: str = "auto"
     # "auto" compiles the train step with XLA on GPU only (no speed-up on CPU); on / off.
     jit_compile: str = "auto"
@@ -220,7 +220,7 @@ class TrainConfig:
     distribute: str = "auto"
     # Multi-worker training stops with an error when a worker has not answered for this long.
     worker_timeout_seconds: int = 300
-    # Checkpoints for resuming (tfseg.checkpoints) are written at each epoch end and every
+    # Checkpoints for resuming (tfseg.training.checkpoints) are written at each epoch end and every
     # checkpoint_steps steps; 0 sets checkpoint_steps, from the first steps' speed, to about
     # checkpoint_minutes of training.
     checkpoint_steps: int = 0
@@ -231,9 +231,9 @@ class TrainConfig:
     # Progressive resizing: [{size: [h, w], epochs: n}, ...], small images first. A stage's
     # size replaces data.resize (data.augment.crop_size scaled alike) or, without a resize,
     # the crop size; the epochs add up to train.epochs. Validation and export keep the
-    # configured geometry. See tfseg.stages.
+    # configured geometry. See tfseg.training.stages.
     stages: list = field(default_factory=list)
-    # Weights & Biases (tfseg.tracking): a project name logs every epoch's scores and
+    # Weights & Biases (tfseg.training.tracking): a project name logs every epoch's scores and
     # prediction panels there when wandb is installed; mode "" leaves it to wandb
     # (WANDB_MODE, else online), "offline" writes RUN_DIR/wandb for a later `wandb sync`.
     wandb_project: str = ""

@@ -46,10 +46,10 @@ def write_samples(examples: list[tuple], input_groups: tuple[str, ...], folder) 
 def run_demo(config: RunConfig) -> dict:
     from tfseg.data.sources import make_source
     from tfseg.evaluate import evaluate_run, write_report
-    from tfseg.export import export_run
+    from tfseg.serving.export import export_run
     from tfseg.predict import predict_folder
-    from tfseg.runs import load_run
-    from tfseg.train import train
+    from tfseg.runs import load_run, metrics_path
+    from tfseg.training.run import train
     from tfseg.viz import save_gallery
 
     check_demo_config(config)
@@ -57,7 +57,7 @@ def run_demo(config: RunConfig) -> dict:
     train(config)
     run = load_run(config.run_dir)
     metrics = evaluate_run(run.directory, "test", progress=False)
-    write_report(metrics, run.directory / "metrics_test.json")  # the export carries these scores
+    write_report(metrics, metrics_path(run.directory, "test"))  # the export carries these scores
     export_dir = export_run(run)
 
     # Held-out images as files, as a user would bring them, segmented by the SavedModel alone.

@@ -3,7 +3,7 @@
 Three things can be scored against a split's original, never-resized labels:
 
 * a run (``tfseg evaluate --run-dir``): its best model, run through
-  :func:`tfseg.inference.make_inference_fn` in float32, the very path the exported
+  :func:`tfseg.serving.graph.make_inference_fn` in float32, the very path the exported
   SavedModel serves;
 * an exported SavedModel (``--model``), through its own serving signature;
 * a folder of predicted PNGs named by image id (``--predictions``), from any program.
@@ -21,7 +21,6 @@ bird's-eye view, so its numbers are not the same.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -29,75 +28,8 @@ import numpy as np
 
 from tfseg.data.check import pipeline_error_reason
 from tfseg.errors import UserError
-from tfseg.metrics import confusion_matrix, scores
-
-PROBABILITY_LEVELS = 256  # a uint8 probability map: road probability q / 255
-PREDICTION_FORMATS = ("auto", "index", "binary", "probability")
-_KITTI_SUBMISSION_NAME = re.compile(r"^(um|umm|uu)_road_(\d{6})$")
-
-
-def quantize_probability(probability: np.ndarray) -> np.ndarray:
-    """float probabilities in [0, 1] -> uint8 0..255, as a KITTI submission PNG stores them."""
-    return np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def kitti_submission_stem(image_id: str) -> str:
-    """``um_000012`` -> ``um_road_000012``: the name the KITTI road benchmark expects for the
-    road probability map of an image; ids of another form are kept as they are."""
-    category, sep, number = image_id.partition("_")
-    if sep and category in ("um", "umm", "uu") and number.isdigit():
-        return f"{category}_road_{number}"
-    return image_id
-
-
-def image_id_of(stem: str) -> str:
-    """The inverse of :func:`kitti_submission_stem`."""
-    match = _KITTI_SUBMISSION_NAME.match(stem)
-    return f"{match[1]}_{match[2]}" if match else stem
-
-
-class RoadCurve:
-    """The KITTI devkit's pixel evaluation of a probability map, accumulated over images.
-
-    ``positives[q]`` / ``negatives[q]`` count valid pixels of the positive / negative class
-    whose quantised probability is ``q``. At threshold ``t / 255`` a pixel is predicted
-    positive when ``q >= t``, which is exactly the devkit's histogram over float thresholds
-    ``range(256) / 255`` for maps read as ``uint8 / 255``.
-    """
-
-    def __init__(self):
-        self.positives = np.zeros(PROBABILITY_LEVELS, np.int64)
-        self.negatives = np.zeros(PROBABILITY_LEVELS, np.int64)
-
-    def add(self, label: np.ndarray, probability: np.ndarray) -> None:
-        """``label`` uint8 ``[H, W]`` (0, 1, 255 = void), ``probability`` uint8 ``[H, W]``."""
-        self.positives += np.bincount(probability[label == 1], minlength=PROBABILITY_LEVELS)
-        self.negatives += np.bincount(probability[label == 0], minlength=PROBABILITY_LEVELS)
-
-    def scores(self) -> dict:
-        """``max_f``, its ``max_f_threshold`` (and precision/recall there) and
-        ``average_precision`` (11-point, as the devkit computes it)."""
-        total_positive = int(self.positives.sum())
-        # False negatives at threshold t: positives with q < t; false positives: negatives with q >= t.
-        false_negative = np.concatenate([[0], np.cumsum(self.positives)[:-1]])
-        false_positive = np.cumsum(self.negatives[::-1])[::-1]
-        true_positive = total_positive - false_negative
-        recall = true_positive / max(total_positive, 1)
-        precision = true_positive / (true_positive + false_positive + 1e-10)
-        kept = ~((recall == 0) & (precision == 0))  # the devkit drops these thresholds
-        thresholds = np.arange(PROBABILITY_LEVELS)[kept] / 255.0
-        recall, precision = recall[kept], precision[kept]
-        if not recall.size:
-            return {"max_f": 0.0, "max_f_threshold": None, "average_precision": 0.0}
-        f_measure = 2 * precision * recall / (precision + recall + 1e-10)
-        best = int(np.argmax(f_measure))
-        levels = np.arange(0.0, 1.1, 0.1)
-        average_precision = np.mean([precision[recall >= r].max() if (recall >= r).any() else 0.0
-                                     for r in levels])
-        return {"max_f": float(f_measure[best]), "max_f_threshold": float(thresholds[best]),
-                "max_f_precision": float(precision[best]), "max_f_recall": float(recall[best]),
-                "average_precision": float(average_precision)}
-
+from tfseg.metrics import RoadCurve, confusion_matrix, scores
+from tfseg.predictions import PREDICTION_FORMATS, image_id_of, quantize_probability
 
 class Scorer:
     """Accumulates one split's scores, image by image, at the labels' own resolution."""
@@ -210,7 +142,7 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
     import tensorflow as tf
 
     from tfseg.data.sources import make_source
-    from tfseg.inference import make_inference_fn, serving_input
+    from tfseg.serving.graph import make_inference_fn, serving_input
     from tfseg.models import model_stride
     from tfseg.runs import load_run
 
@@ -226,7 +158,7 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
 def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progress: bool = True) -> dict:
     """Scores an exported SavedModel on ``split`` of the data ``data_config`` describes."""
     from tfseg.data.sources import make_source
-    from tfseg.predict import SegmentationModel
+    from tfseg.serving.client import SegmentationModel
 
     model = SegmentationModel(model_dir)
     source = make_source(data_config)
@@ -248,7 +180,7 @@ def read_prediction(path: Path, num_classes: int, form: str, shape) -> tuple[np.
     if all are below the number of classes, binary if they are 0 and 255, else (two
     classes) a probability map.
     """
-    from tfseg.data.files import open_image, read_bytes
+    from tfseg.images import open_image, read_bytes
 
     try:
         image = open_image(read_bytes(str(path)), str(path))
@@ -286,7 +218,7 @@ def read_prediction(path: Path, num_classes: int, form: str, shape) -> tuple[np.
 
 def highest_value(path: Path) -> int:
     """The highest value stored in a PNG (palette indices, grey levels)."""
-    from tfseg.data.files import open_image, read_bytes
+    from tfseg.images import open_image, read_bytes
 
     try:
         return int(np.asarray(open_image(read_bytes(str(path)), str(path))).max())

@@ -2,7 +2,8 @@
 
 Two forms share one definition of the scores: NumPy functions for evaluation over a whole
 split, and streaming ``keras.metrics.Metric`` s for training logs. Rows of the confusion
-matrix are ground-truth classes, columns are predicted classes.
+matrix are ground-truth classes, columns are predicted classes. :class:`RoadCurve` is the
+KITTI devkit's precision/recall curve of a two-class probability map (MaxF, AP).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from tfseg.data.labels import VOID
+from tfseg.predictions import PROBABILITY_LEVELS
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int,
@@ -137,3 +139,46 @@ class PixelAccuracy(_ConfusionMatrixMetric):
     def result(self):
         matrix = self._matrix()
         return ops.sum(ops.diagonal(matrix)) / ops.maximum(ops.sum(matrix), 1.0)
+
+
+class RoadCurve:
+    """The KITTI devkit's pixel evaluation of a probability map, accumulated over images.
+
+    ``positives[q]`` / ``negatives[q]`` count valid pixels of the positive / negative class
+    whose quantised probability is ``q``. At threshold ``t / 255`` a pixel is predicted
+    positive when ``q >= t``, which is exactly the devkit's histogram over float thresholds
+    ``range(256) / 255`` for maps read as ``uint8 / 255``.
+    """
+
+    def __init__(self):
+        self.positives = np.zeros(PROBABILITY_LEVELS, np.int64)
+        self.negatives = np.zeros(PROBABILITY_LEVELS, np.int64)
+
+    def add(self, label: np.ndarray, probability: np.ndarray) -> None:
+        """``label`` uint8 ``[H, W]`` (0, 1, 255 = void), ``probability`` uint8 ``[H, W]``."""
+        self.positives += np.bincount(probability[label == 1], minlength=PROBABILITY_LEVELS)
+        self.negatives += np.bincount(probability[label == 0], minlength=PROBABILITY_LEVELS)
+
+    def scores(self) -> dict:
+        """``max_f``, its ``max_f_threshold`` (and precision/recall there) and
+        ``average_precision`` (11-point, as the devkit computes it)."""
+        total_positive = int(self.positives.sum())
+        # False negatives at threshold t: positives with q < t; false positives: negatives with q >= t.
+        false_negative = np.concatenate([[0], np.cumsum(self.positives)[:-1]])
+        false_positive = np.cumsum(self.negatives[::-1])[::-1]
+        true_positive = total_positive - false_negative
+        recall = true_positive / max(total_positive, 1)
+        precision = true_positive / (true_positive + false_positive + 1e-10)
+        kept = ~((recall == 0) & (precision == 0))  # the devkit drops these thresholds
+        thresholds = np.arange(PROBABILITY_LEVELS)[kept] / 255.0
+        recall, precision = recall[kept], precision[kept]
+        if not recall.size:
+            return {"max_f": 0.0, "max_f_threshold": None, "average_precision": 0.0}
+        f_measure = 2 * precision * recall / (precision + recall + 1e-10)
+        best = int(np.argmax(f_measure))
+        levels = np.arange(0.0, 1.1, 0.1)
+        average_precision = np.mean([precision[recall >= r].max() if (recall >= r).any() else 0.0
+                                     for r in levels])
+        return {"max_f": float(f_measure[best]), "max_f_threshold": float(thresholds[best]),
+                "max_f_precision": float(precision[best]), "max_f_recall": float(recall[best]),
+                "average_precision": float(average_precision)}

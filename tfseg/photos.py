@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from tfseg.data.files import open_image, unreadable
+from tfseg.images import open_image, unreadable
 from tfseg.errors import UserError
 
 # EXIF orientations 5..8 swap width and height.

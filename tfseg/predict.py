@@ -1,12 +1,11 @@
 """Segment a folder of images, or a video, with an exported SavedModel.
 
 This module deliberately imports nothing from ``tfseg.models`` or the training code: a
-SavedModel written by :mod:`tfseg.export` is all it needs, which is what a deployment has.
+SavedModel written by :mod:`tfseg.serving.export` is all it needs, which is what a deployment has.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -19,17 +18,15 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from tfseg.artifacts import METADATA_FILE, model_versions
 from tfseg.data.labels import full_palette
-from tfseg.evaluate import kitti_submission_stem, quantize_probability
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
+from tfseg.images import IMAGE_SUFFIXES, list_images
 from tfseg.photos import Photo, PhotoError, photo_size, read_photo
+from tfseg.predictions import encode_depth, kitti_submission_stem, quantize_probability
+from tfseg.serving.client import SegmentationModel
 from tfseg.viz import depth_preview, overlay
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-# Depth PNGs store round(256 x metres) in 16 bits, as KITTI's depth benchmark does.
-DEPTH_PNG_SCALE = 256.0
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 
 
@@ -59,100 +56,6 @@ class PredictSummary:
         if self.converted:
             parts.append("converted: " + ", ".join(f"{n} {kind}" for kind, n in sorted(self.converted.items())))
         return "; ".join(parts)
-
-
-def saved_model_dir(path: Path) -> Path:
-    """``path`` itself if it is a SavedModel, else its highest numbered version folder
-    (TF Serving's layout, as ``tfseg export`` writes it)."""
-    if (path / "saved_model.pb").is_file():
-        return path
-    for _, version in reversed(model_versions(path)):
-        if (version / "saved_model.pb").is_file():
-            return version
-    raise UserError(f"model {path}: not a SavedModel directory (no saved_model.pb, no version folder "
-                    "holding one); give the folder written by `tfseg export`")
-
-
-class SegmentationModel:
-    """An exported tfseg SavedModel: ``model(image uint8 [H, W, 3]) -> classes uint8 [H, W]``.
-
-    ``path`` is a SavedModel folder or a model base folder of versions (the highest is used).
-    """
-
-    def __init__(self, path: str | Path):
-        path = saved_model_dir(Path(path))
-        metadata_path = path / METADATA_FILE
-        if not metadata_path.is_file():
-            raise UserError(f"model {path}: has no {METADATA_FILE}; was it written by `tfseg export`?")
-        import tensorflow as tf
-
-        try:
-            self.metadata = json.loads(metadata_path.read_text())
-            self.class_names = self.metadata["class_names"]
-            self.palette = np.asarray(self.metadata["palette"], np.uint8)
-        except (ValueError, KeyError, TypeError) as err:
-            raise UserError(f"model {path}: {METADATA_FILE} is unreadable ({err})") from None
-        self.path = path
-        self.has_probabilities = "probabilities" in self.metadata.get("outputs", ["probabilities"])
-        self.has_depth = "depth" in self.metadata.get("outputs", [])
-        try:
-            self._loaded = tf.saved_model.load(str(path))  # kept referenced: it owns the variables
-        except Exception as err:  # protobuf's DecodeError, TensorFlow's errors, OSError...
-            reason = " ".join(str(err).split())[:200] or type(err).__name__
-            raise UserError(f"model {path}: cannot be loaded as a SavedModel ({reason})") from None
-        self.serve = self._loaded.serve
-        self.stride = int(self.metadata.get("stride", 1))
-        self.resize = list(self.metadata.get("resize") or [])
-        # The RGB images stacked in each input, in order (exports before stacked inputs: one).
-        self.inputs = list(self.metadata.get("inputs", ["image"]))
-
-    def network_pixels(self, height: int, width: int) -> int:
-        """How many pixels the network sees for an image of ``height`` x ``width``."""
-        return self.resize[0] * self.resize[1] if self.resize else height * width
-
-    def segment_tiled(self, image: np.ndarray, tile: int, probability_of: int | None = None):
-        """``image`` uint8 ``[H, W, 3]`` in overlapping tiles (:mod:`tfseg.tiling`) ->
-        ``(classes uint8 [H, W], probability float32 [H, W] or None)``."""
-        import tensorflow as tf
-
-        from tfseg.tiling import segment_in_tiles
-
-        network = getattr(self._loaded, "network", None)
-        if network is None:
-            raise UserError(f"model {self.path}: has no `network` endpoint for tiling; export it again")
-        return segment_in_tiles(
-            lambda x: self._loaded.network_input(x).numpy(), lambda x: network(x).numpy(), image,
-            resize=self.resize, stride=self.stride, tile=tile, margin=tile // 4,
-            num_classes=len(self.class_names), probability_of=probability_of,
-            resize_logits=lambda logits, size: tf.image.resize(logits, size, method="bilinear").numpy())
-
-    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """``images`` uint8 ``[N, H, W, 3]`` -> ``{"classes": uint8 [N, H, W],
-        "probabilities": float32 [N, H, W, num_classes]}``."""
-        return {key: value.numpy() for key, value in self.serve(images).items()}
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """One image ``[H, W, 3]`` uint8 -> its class map ``[H, W]`` uint8."""
-        return self.serve(image[np.newaxis])["classes"].numpy()[0]
-
-
-def list_images(folder: Path, recursive: bool = False) -> tuple[list[Path], list[tuple[Path, str]]]:
-    """The images in ``folder`` (and its sub-folders, with ``recursive``), sorted, and the
-    image-named entries that cannot be read: broken symbolic links."""
-    images, broken = [], []
-    for directory, subdirs, files in os.walk(folder, followlinks=False):
-        subdirs.sort()
-        if not recursive:
-            subdirs.clear()
-        for name in sorted(files):
-            path = Path(directory) / name
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            if path.is_symlink() and not path.exists():
-                broken.append((path, f"a broken symbolic link (to {os.readlink(path)})"))
-            elif path.is_file():
-                images.append(path)
-    return sorted(images), broken
 
 
 def check_folders(input_dir: Path, output_dir: Path, recursive: bool = False, stacked_with=()):
@@ -211,11 +114,6 @@ def write_depth(path: Path, depth: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         if not cv2.imwrite(str(tmp), encode_depth(depth)):
             raise OSError(f"cannot write {path}")
-
-
-def encode_depth(depth: np.ndarray) -> np.ndarray:
-    """Metres ``[H, W]`` float -> uint16 ``round(256 d)``, clipped to 0..65535."""
-    return np.clip(np.round(np.nan_to_num(depth) * DEPTH_PNG_SCALE), 0, 65535).astype(np.uint16)
 
 
 def write_probability(path: Path, probability: np.ndarray) -> None:

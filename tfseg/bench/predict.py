@@ -34,7 +34,7 @@ def export_preset_model(preset: str, path: Path, overrides: list[str] = ()) -> P
     """The preset's network, random weights, exported as ``tfseg export`` would."""
     from tfseg.config import load_config
     from tfseg.data.sources import SOURCES
-    from tfseg.export import export_saved_model
+    from tfseg.serving.export import export_saved_model
     from tfseg.models import build_model, model_stride
 
     config = load_config(preset, overrides)
@@ -64,7 +64,8 @@ def bench_predict(model_path: str | None = None, preset: str = "kitti_unet", dat
                   num_images: int = 100, rounds: int = 3, batch_size: int = 4, synthetic: bool = False,
                   output_json: str | None = None) -> dict:
     from tfseg.photos import read_photo
-    from tfseg.predict import SegmentationModel, predict_folder
+    from tfseg.predict import predict_folder
+    from tfseg.serving.client import SegmentationModel
 
     work = Path(tempfile.mkdtemp(prefix="tfseg-bench-predict-"))
     try:

@@ -38,8 +38,8 @@ import yaml
 
 from tfseg.config import DataConfig
 from tfseg.data import splits as splits_lib
-from tfseg.data.files import (IMAGE_SUFFIXES, Example, FileSource, Problem, open_image, read_bytes,
-                              read_indices)
+from tfseg.data.files import Example, FileSource, Problem
+from tfseg.images import IMAGE_SUFFIXES, open_image, read_bytes, read_indices
 from tfseg.data.labels import VOID, voc_palette
 from tfseg.errors import UserError
 

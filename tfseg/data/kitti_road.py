@@ -31,7 +31,8 @@ import numpy as np
 
 from tfseg.config import DataConfig
 from tfseg.data import splits as splits_lib
-from tfseg.data.files import Example, FileSource, Problem, member_location, read_rgb
+from tfseg.data.files import Example, FileSource, Problem
+from tfseg.images import member_location, read_rgb
 from tfseg.data.labels import VOID
 from tfseg.errors import UserError
 

@@ -7,7 +7,7 @@
 :func:`network_input` is the single definition of "what the network sees": the training
 pipeline applies its steps around the cache and augmentation (resize and CLAHE before the
 cache, normalisation after augmentation), and the exported SavedModel and ``tfseg
-evaluate`` call :func:`network_input` itself (:mod:`tfseg.inference`), so there is no
+evaluate`` call :func:`network_input` itself (:mod:`tfseg.serving.graph`), so there is no
 train/serve drift to test away.
 
 Inputs of several RGB images stacked along the channels (``[..., H, W, 3 k]``, e.g. a
@@ -103,3 +103,23 @@ def network_input(images: tf.Tensor, config: DataConfig) -> tf.Tensor:
     if config.resize:
         images = resize_image(images, config.resize)
     return preprocess(images, config.preprocess)
+
+
+def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:
+    """Pads ``[N, H, W, C]`` at the bottom and right so that H and W are multiples of ``stride``.
+
+    Reflection keeps image statistics at the new border like those inside; it is only
+    possible while the padding is smaller than the image, so tiny images get zeros instead.
+    """
+    height, width = tf.shape(x)[1], tf.shape(x)[2]
+    # (stride - size % stride) % stride rather than (-size) % stride: the same numbers, with
+    # no negative operand, whose modulo other runtimes (ONNX) may take C's way.
+    pad_h, pad_w = (stride - height % stride) % stride, (stride - width % stride) % stride
+    paddings = [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]
+    can_reflect = tf.logical_and(pad_h < height, pad_w < width)
+    padded = tf.cond(can_reflect,
+                     lambda: tf.pad(x, paddings, mode="REFLECT"),
+                     lambda: tf.pad(x, paddings))
+    # The branches' dynamic paddings lose the static channel count, which converters
+    # (TFLite) need for the convolutions after; a reshape states it in the graph itself.
+    return tf.reshape(padded, tf.concat([tf.shape(padded)[:3], [x.shape[-1]]], axis=0))

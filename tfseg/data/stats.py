@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
-from tfseg.data.files import Example, FileSource, image_size
+from tfseg.data.files import Example, FileSource
+from tfseg.images import image_size
 from tfseg.data.labels import VOID
 from tfseg.data.sources import Source
 

@@ -36,7 +36,8 @@ from etils import epath
 
 from tfseg.config import DataConfig, VocConfig
 from tfseg.data import kitti_road, voc
-from tfseg.data.files import Example, FileSource, decode_indices, image_size, read_bytes
+from tfseg.data.files import Example, FileSource
+from tfseg.images import decode_indices, image_size, read_bytes
 from tfseg.data.labels import VOID
 from tfseg.errors import UserError
 

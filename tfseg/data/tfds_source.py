@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 from tfseg.config import DataConfig
 from tfseg.data import kitti_road, splits as splits_lib, voc
-from tfseg.data.files import decode_image_tf
+from tfseg.images import decode_image_tf
 from tfseg.data.tfds_builders import make_builder
 from tfseg.errors import UserError
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from tfseg.config import DataConfig
-from tfseg.data.files import Example, FileSource, Problem, read_bytes, read_indices
+from tfseg.data.files import Example, FileSource, Problem
+from tfseg.images import read_bytes, read_indices
 from tfseg.data.labels import VOID, voc_palette
 from tfseg.errors import UserError
 

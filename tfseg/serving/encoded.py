@@ -80,6 +80,6 @@ def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
 def decode_upright(data: tf.Tensor) -> tf.Tensor:
     """PNG/JPEG/BMP/GIF bytes (scalar tf.string) -> uint8 RGB ``[H, W, 3]``, EXIF orientation
     applied. JPEGs decode with the accurate integer DCT, as tfseg's data sources do."""
-    from tfseg.data.files import decode_image_tf
+    from tfseg.images import decode_image_tf
 
     return apply_orientation(decode_image_tf(data), exif_orientation(data))

@@ -4,7 +4,7 @@ A signal can arrive anywhere, for instance half-way through writing a checkpoint
 training the first SIGINT or SIGTERM is therefore only *noted*; the training loop stops
 after the step in progress, once it has written a checkpoint, by raising
 ``KeyboardInterrupt``. The same command then resumes at that step. A second signal stops
-at once (the previous checkpoint is still whole: see :mod:`tfseg.checkpoints`).
+at once (the previous checkpoint is still whole: see :mod:`tfseg.training.checkpoints`).
 """
 
 from __future__ import annotations

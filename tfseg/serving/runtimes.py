@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.artifacts import METADATA_FILE
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, write_text
+from tfseg.serving.layout import METADATA_FILE
 
 TFLITE_TYPES = ("float32", "float16")
 ONNX_OPSET = 17

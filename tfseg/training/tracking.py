@@ -21,9 +21,7 @@ import numpy as np
 
 from tfseg.errors import UserError
 from tfseg.fileio import write_text
-
-RUN_ID_FILE = "wandb_run_id"
-
+from tfseg.runs import WANDB_DIR, WANDB_RUN_ID_FILE
 
 class WandbTracker:
     """One W&B run: ``log`` an epoch's scalars, ``images`` its panels, ``finish`` at the end."""
@@ -52,7 +50,7 @@ def open_tracker(project: str, mode: str, run_name: str, config: dict, run_dir: 
         return None
     import wandb
 
-    id_path = run_dir / RUN_ID_FILE
+    id_path = run_dir / WANDB_RUN_ID_FILE
     if id_path.is_file():
         run_id = id_path.read_text().strip()
     else:
@@ -68,6 +66,6 @@ def open_tracker(project: str, mode: str, run_name: str, config: dict, run_dir: 
                             "log in with `wandb login`, or --set train.wandb_mode=offline") from None
         # Tracking never needs an account: without a login, W&B keeps the run on disk.
         print(f"train.wandb_project {project}: W&B is not reachable or not logged in ({first_line}); "
-              f"logging offline to {run_dir / 'wandb'} (upload later with `wandb sync`)")
+              f"logging offline to {run_dir / WANDB_DIR} (upload later with `wandb sync`)")
         run = wandb.init(**settings, mode="offline")
     return WandbTracker(wandb, run)

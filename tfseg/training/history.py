@@ -8,7 +8,7 @@ counterparts. Each write replaces the file atomically, so a killed run leaves it
 TensorBoard's "validation" run also gets, every epoch, the same few validation images as
 the network sees them (resized, equalized) beside their ground truth and the current
 prediction (:class:`PredictionPanels`), under "predictions". With a tracker
-(:mod:`tfseg.tracking`), rows and panels also go to Weights & Biases.
+(:mod:`tfseg.training.tracking`), rows and panels also go to Weights & Biases.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import tensorflow as tf
 from tfseg.data.labels import colorize
 from tfseg.fileio import write_text
 from tfseg.models.blocks import split_outputs
-from tfseg.tracking import WandbTracker
+from tfseg.runs import CURVES_FILE, HISTORY_FILE, TENSORBOARD_DIR
+from tfseg.training.tracking import WandbTracker
 from tfseg.viz import depth_preview, plot_curves
 
 # How many validation images TensorBoard shows every epoch.
@@ -84,14 +85,14 @@ class History:
     """The per-epoch record of a run in ``run_dir``; writes nothing unless ``is_writer``."""
 
     def __init__(self, run_dir: Path, is_writer: bool = True, tracker: WandbTracker | None = None):
-        self.csv_path, self.curves_path = run_dir / "history.csv", run_dir / "curves.png"
+        self.csv_path, self.curves_path = run_dir / HISTORY_FILE, run_dir / CURVES_FILE
         self.is_writer = is_writer
         self.tracker = tracker
         self.rows = read_rows(self.csv_path)
         self._writers = {}
         if is_writer:
             for name in ("train", "validation"):
-                self._writers[name] = tf.summary.create_file_writer(str(run_dir / "tensorboard" / name))
+                self._writers[name] = tf.summary.create_file_writer(str(run_dir / TENSORBOARD_DIR / name))
 
     def keep_epochs_before(self, epoch: int) -> None:
         """Drops the rows of ``epoch`` and later: a resumed run writes them again."""

@@ -1,5 +1,5 @@
 """The inference path of a trained network: uint8 images of any size in, class maps of the
-same size out. The exported SavedModel (:mod:`tfseg.export`) and ``tfseg evaluate``
+same size out. The exported SavedModel (:mod:`tfseg.serving.export`) and ``tfseg evaluate``
 (:mod:`tfseg.evaluate`) both run :func:`make_inference_fn`, so what is scored is what
 is served.
 
@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from tfseg.config import DataConfig, ModelConfig
-from tfseg.data.preprocess import network_input
+from tfseg.data.preprocess import network_input, pad_to_multiple
 from tfseg.models import build_model
 from tfseg.models.blocks import split_outputs
 
@@ -34,26 +34,6 @@ def serving_input(channels: int = 3) -> tf.TensorSpec:
 def network_input_spec(channels: int = 3) -> tf.TensorSpec:
     """What the network itself takes: network_input's output (or a tile of it)."""
     return tf.TensorSpec([None, None, None, channels], tf.float32, name="network_input")
-
-
-def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:
-    """Pads ``[N, H, W, C]`` at the bottom and right so that H and W are multiples of ``stride``.
-
-    Reflection keeps image statistics at the new border like those inside; it is only
-    possible while the padding is smaller than the image, so tiny images get zeros instead.
-    """
-    height, width = tf.shape(x)[1], tf.shape(x)[2]
-    # (stride - size % stride) % stride rather than (-size) % stride: the same numbers, with
-    # no negative operand, whose modulo other runtimes (ONNX) may take C's way.
-    pad_h, pad_w = (stride - height % stride) % stride, (stride - width % stride) % stride
-    paddings = [[0, 0], [0, pad_h], [0, pad_w], [0, 0]]
-    can_reflect = tf.logical_and(pad_h < height, pad_w < width)
-    padded = tf.cond(can_reflect,
-                     lambda: tf.pad(x, paddings, mode="REFLECT"),
-                     lambda: tf.pad(x, paddings))
-    # The branches' dynamic paddings lose the static channel count, which converters
-    # (TFLite) need for the convolutions after; a reshape states it in the graph itself.
-    return tf.reshape(padded, tf.concat([tf.shape(padded)[:3], [x.shape[-1]]], axis=0))
 
 
 def make_network_input_fn(data_config: DataConfig, stride: int):
@@ -115,9 +95,9 @@ def make_bytes_inference_fn(inference_fn):
     """``image_bytes string [N]`` (encoded PNG/JPEG) -> ``inference_fn``'s outputs.
 
     Each image is decoded and turned upright by its EXIF orientation in the graph
-    (:mod:`tfseg.encoded`); the images of one call must share a size once decoded.
+    (:mod:`tfseg.serving.encoded`); the images of one call must share a size once decoded.
     """
-    from tfseg.encoded import decode_upright
+    from tfseg.serving.encoded import decode_upright
 
     def bytes_inference_fn(image_bytes):
         images = tf.map_fn(decode_upright, image_bytes,

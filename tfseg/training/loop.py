@@ -33,14 +33,14 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfseg.checkpoints import Position, TrainingCheckpoints, all_finite
+from tfseg.training.checkpoints import Position, TrainingCheckpoints, all_finite
 from tfseg.depth import DepthMetrics
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
-from tfseg.history import History, PredictionPanels
-from tfseg.interrupts import StopRequest
+from tfseg.training.history import History, PredictionPanels
+from tfseg.training.interrupts import StopRequest
 from tfseg.metrics import MeanIoU, PixelAccuracy
-from tfseg.schedules import Patience, Schedule, fit_epochs
+from tfseg.training.schedules import Patience, Schedule, fit_epochs
 
 # How many steps of an epoch, after its first (which traces and compiles), time the
 # automatic checkpoint interval.

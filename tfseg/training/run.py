@@ -6,8 +6,8 @@ A run directory holds everything about one run::
       config.yaml        the configuration, written before training starts
       labels.json        class names and display palette of the data source
       split.json         the seeded train/val split, where the source has one
-      checkpoints/       step checkpoints for resuming (tfseg.checkpoints) and best.keras
-      history.csv  curves.png  tensorboard/     (tfseg.history)
+      checkpoints/       step checkpoints for resuming (tfseg.training.checkpoints) and best.keras
+      history.csv  curves.png  tensorboard/     (tfseg.training.history)
       model.keras        the best model, written when training finishes
 
 Running the same command again resumes an unfinished run at its last checkpoint; a run
@@ -18,128 +18,37 @@ may change on resumption (e.g. a lower learning rate after a divergence).
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import tensorflow as tf
-import yaml
 
 from tfseg import config as config_lib
-from tfseg.artifacts import CONFIG_FILE, LABELS_FILE, MODEL_FILE, SPLIT_FILE
-from tfseg.checkpoints import Position, TrainingCheckpoints
+from tfseg.runs import (BEST_FILE, CHECKPOINT_DIR, CLASS_WEIGHTS_FILE, CONFIG_FILE, MODEL_FILE, SPLIT_FILE,
+                        earlier_changes, load_trained_model, prepare_run_dir, resolved_comment, write_config,
+                        write_labels)
+from tfseg.training.checkpoints import Position, TrainingCheckpoints
 from tfseg.config import RunConfig
 from tfseg.data.check import pipeline_error
 from tfseg.data.pipeline import build_dataset, cached_examples
-from tfseg.data.preprocess import normalize
+from tfseg.data.preprocess import normalize, pad_to_multiple
 from tfseg.data.sources import class_palette, make_source
 from tfseg.data.splits import write_split_record
 from tfseg.depth import make_depth_loss
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, write_text
-from tfseg.history import PREVIEW_IMAGES, History, PredictionPanels
-from tfseg.inference import pad_to_multiple
-from tfseg.interrupts import StopRequest
-from tfseg.loop import InputError, LoopSettings, Trainer, run_loop
+from tfseg.training.history import PREVIEW_IMAGES, History, PredictionPanels
+from tfseg.training.interrupts import StopRequest
+from tfseg.training.loop import InputError, LoopSettings, Trainer, run_loop
 from tfseg import losses
-from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.models import build_model, check_options, model_stride
-from tfseg.runtime import (apply_precision, describe, is_chief, is_multi_worker, make_strategy,
+from tfseg.training.devices import (apply_precision, describe, is_chief, is_multi_worker, make_strategy,
                            resolve_jit_compile)
-from tfseg.schedules import make_optimizer
-from tfseg.stages import stage_data_config, stage_index
-from tfseg.tracking import open_tracker
-
-# Settings a resumed run may change; every other setting must match the run's config.yaml.
-RESUMABLE = ("train.learning_rate", "train.checkpoint_steps", "train.checkpoint_minutes",
-             "train.worker_timeout_seconds", "train.wandb_mode")
-CHECKPOINT_DIR = "checkpoints"
-CLASS_WEIGHTS_FILE = "class_weights.json"
-BEST_FILE = "checkpoints/best.keras"
-
-
-def resolved_comment(resolved: dict) -> str:
-    """YAML comment lines recording what "auto" settings became on this machine.
-
-    Comments, so that the file still loads as a plain configuration (``--config
-    RUN_DIR/config.yaml`` reproduces the run, resolving "auto" again where it runs).
-    """
-    return "".join(f"# resolved {key}: {value}\n" for key, value in resolved.items())
-
-
-def custom_objects() -> dict:
-    return {**losses.custom_objects(), "MeanIoU": MeanIoU, "PixelAccuracy": PixelAccuracy}
-
-
-def load_trained_model(path: str | Path) -> keras.Model:
-    return keras.saving.load_model(path, custom_objects=custom_objects())
-
-
-def settings_changed(previous: dict, current: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two configuration mappings."""
-    changed = []
-    for key in sorted(set(previous) | set(current)):
-        old, new = previous.get(key), current.get(key)
-        if isinstance(old, dict) and isinstance(new, dict) and key != "options":
-            changed += settings_changed(old, new, f"{prefix}{key}.")
-        elif old != new:
-            changed.append(f"{prefix}{key}")
-    return changed
-
-
-def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, list[str]]:
-    """Creates the run directory, or finds an unfinished run there to go on with.
-
-    Returns ``(run_dir, changes)``: ``changes`` are the lines recording the settings of
-    :data:`RESUMABLE` that differ from the unfinished run's. A directory holding a finished
-    run, an unfinished run with other settings, or files that are not a run is an error:
-    nothing of it is overwritten. Only the writer creates the directory.
-    """
-    run_dir = Path(config.run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir}: exists and is not a directory")
-    if is_writer and run_dir.is_dir() and not os.access(run_dir, os.W_OK | os.X_OK):
-        raise UserError(f"run directory {run_dir}: cannot be written (permission denied); choose another "
-                        "--run-dir or make it writable")
-    if (run_dir / MODEL_FILE).exists():
-        raise UserError(f"run directory {run_dir}: holds a finished run ({MODEL_FILE}); "
-                        "choose another --run-dir")
-    saved_config = run_dir / CONFIG_FILE
-    if saved_config.is_file():
-        try:
-            previous = yaml.safe_load(saved_config.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError):
-            previous = None
-        if not isinstance(previous, dict):
-            raise UserError(f"run directory {run_dir}: its {CONFIG_FILE} is not the YAML training writes; "
-                            "restore it, or choose another --run-dir")
-        current = config_lib.to_dict(config)
-        changed = settings_changed(previous, current)
-        fixed = [key for key in changed if key not in RESUMABLE]
-        if fixed:
-            raise UserError(f"run directory {run_dir}: holds an unfinished run with other settings "
-                            f"({', '.join(fixed)}); go on with the same settings (only "
-                            f"{', '.join(RESUMABLE)} may change) or choose another --run-dir")
-        return run_dir, [f"# changed on resumption: {key}: {_lookup(previous, key)} -> {_lookup(current, key)}"
-                         for key in changed]
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"run directory {run_dir}: is not empty and holds no run to resume; "
-                        "choose another --run-dir")
-    if is_writer:
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise UserError(f"run directory {run_dir}: cannot be created ({err.strerror})") from None
-    return run_dir, []
-
-
-def _lookup(mapping: dict, dotted: str):
-    for part in dotted.split("."):
-        mapping = mapping[part]
-    return mapping
-
+from tfseg.training.schedules import make_optimizer
+from tfseg.training.stages import stage_data_config, stage_index
+from tfseg.training.tracking import open_tracker
 
 def worker_loss(message: str) -> str:
     """The gist of a collective operation's failure: which worker stopped and how (from
@@ -204,13 +113,6 @@ def check_depth_settings(config: RunConfig, source) -> None:
         raise UserError("loss.depth_terms: the model has no depth head (model.options.depth_head: true)")
 
 
-def earlier_changes(config_path: Path) -> list[str]:
-    """The "# changed on resumption" lines of an unfinished run's config.yaml."""
-    if not config_path.is_file():
-        return []
-    return [line for line in config_path.read_text().splitlines() if line.startswith("# changed on resumption")]
-
-
 def train(config: RunConfig, verbose: int = 2,
           after_step: Callable[[Position], None] | None = None) -> Path:
     """Trains the configured model; returns the path of the saved best model.
@@ -247,11 +149,8 @@ def train(config: RunConfig, verbose: int = 2,
     num_classes = len(source.class_names)
     palette = class_palette(config.data, source)
     if writer:
-        write_text(run_dir / CONFIG_FILE, config_lib.dump(config) + resolved_comment(resolved)
-                   + "".join(line + "\n" for line in changes))
-        write_text(run_dir / LABELS_FILE, json.dumps(
-            {"class_names": list(source.class_names), "palette": palette.tolist(),
-             "input_groups": list(source.input_groups)}, indent=1))
+        write_config(run_dir, config, resolved_comment(resolved) + changes)
+        write_labels(run_dir, source.class_names, palette, source.input_groups)
 
     t = config.train
     steps = t.steps_per_epoch or max(source.num_examples("train") // t.batch_size, 1)

@@ -16,7 +16,7 @@ Signatures (endpoints):
 * ``network_input``: the tensor the network is fed, for checking it against training;
 * ``network``: the network alone on such a tensor (logits), for segmenting in tiles.
 
-Both serving signatures run :func:`tfseg.inference.make_inference_fn`: the training
+Both serving signatures run :func:`tfseg.serving.graph.make_inference_fn`: the training
 geometry and preprocessing (resize to ``data.resize``, CLAHE, normalisation), padding to
 the network's stride, the network, the way back to the image's own size, softmax and
 argmax; they return ``classes`` uint8 ``[N, H, W]`` and, unless exported without, the
@@ -38,16 +38,14 @@ from pathlib import Path
 
 import keras
 
-from tfseg.artifacts import METADATA_FILE, model_versions
 from tfseg.config import DataConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
-from tfseg.inference import (BYTES_INPUT, make_bytes_inference_fn, make_inference_fn,
-                             make_network_fn, make_network_input_fn, network_input_spec, serving_input)
 from tfseg.models import model_stride
 from tfseg.runs import Run
-
-KERAS_COPY = Path("assets.extra") / "model.keras"
+from tfseg.serving.graph import (BYTES_INPUT, make_bytes_inference_fn, make_inference_fn, make_network_fn,
+                                 make_network_input_fn, network_input_spec, serving_input)
+from tfseg.serving.layout import KERAS_COPY, METADATA_FILE, next_version
 
 
 def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
@@ -102,16 +100,11 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
     return path
 
 
-def next_version(base: Path) -> int:
-    """One more than the highest numbered version folder in ``base`` (1 if none)."""
-    return max((number for number, _ in model_versions(base)), default=0) + 1
-
-
 def source_commit() -> str | None:
     """The git commit tfseg runs from: the HEAD of the checkout it lives in (only a
     checkout of tfseg itself: an installed copy may sit inside some other repository),
     else the image's build revision."""
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     try:
         result = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=checkout,
                                 capture_output=True, text=True, timeout=10)
@@ -122,16 +115,6 @@ def source_commit() -> str | None:
         if Path(toplevel).resolve() == checkout:
             return commit
     return os.environ.get("TFSEG_GIT_COMMIT") or None
-
-
-def run_scores(run_dir: Path) -> dict:
-    """The scores ``tfseg evaluate`` wrote into a run directory, by split."""
-    scores = {}
-    for path in sorted(run_dir.glob("metrics_*.json")):
-        report = json.loads(path.read_text())
-        scores[path.stem.removeprefix("metrics_")] = {
-            key: report[key] for key in ("miou", "pixel_accuracy", "max_f", "average_precision") if key in report}
-    return scores
 
 
 def export_run(run: Run, base: str | os.PathLike | None = None, *, version: int | None = None,
@@ -161,7 +144,7 @@ def export_run(run: Run, base: str | os.PathLike | None = None, *, version: int 
     config = run.config
     extra = {"model": config.model.name, "preset": config.name, "dataset": config.data.source,
              "version": version, "tfseg_version": __version__, "git_commit": source_commit(),
-             "scores": run_scores(run.directory)}
+             "scores": run.scores()}
     return export_saved_model(
         run.network(), base / str(version), data_config=config.data,
         stride=model_stride(config.model.name, **config.model.options),
