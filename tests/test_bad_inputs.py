@@ -61,6 +61,10 @@ def world(tmp_path_factory):
             Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(root / folder / f"{i}.png")
     (root / "broken_images" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     (root / "empty").mkdir()
+    for folder in ("images", "masks"):
+        (root / "empty_dataset" / folder).mkdir(parents=True)
+    (root / "empty_dataset" / "classes.yaml").write_text("- {name: background, color: [0, 0, 0]}\n"
+                                                         "- {name: thing, color: [255, 0, 0]}\n")
     (root / "a_file.txt").write_text("not a folder\n")
     (root / "empty.yaml").write_text("")
     (root / "bad.yaml").write_text("train: {epochs: [1\n")
@@ -115,6 +119,9 @@ CASES = {
         (["train", "--run-dir", "{w}/a_file.txt/run"], 2, "run directory"),
         (["train", "--run-dir", "{w}/images"], 2, "is not empty and holds no run"),
         (["train", "--config", "kitti_unet", "--set", "data.data_dir={w}/nowhere"], 2, "nowhere"),
+        (["train", "--set", "model.options.depth=0", "--run-dir", "{w}/out/r"], 2, "depth must be at least 1"),
+        (["train", "--set", "model.options.batch_norm=maybe"], 2, "model.options.batch_norm: 'maybe'; give true"),
+        (["train", "--set", "data.cache=/proc/nowhere/cache"], 2, "data.cache /proc/nowhere/cache_train"),
         (["train", "--config", "voc_unet_focal_tversky", "--set", "data.source=voc2012",
           "--set", "data.data_dir={w}/voc_stray", "--set", "data.resize=[32, 32]", "--set",
           "data.augment.crop_size=[32, 32]", "--set", "model.options={depth: 2, base_filters: 4}",
@@ -131,6 +138,7 @@ CASES = {
         (["evaluate", "--run-dir", "{w}/config_edited"], 2, "config.yaml (model unet"),
         (["evaluate", "--run-dir", "{w}/run", "--dataset", "synthetic"], 2, "scores the run's own data"),
         (["evaluate", "--model", "{w}/run/export/1"], 2, "needs the ground truth"),
+        (["evaluate", "--run-dir", "{w}/run", "--json", "/proc/nowhere.json"], 2, "--json /proc/nowhere.json"),
         (["evaluate", "--model", "{w}/nowhere", "--dataset", "synthetic", "--data-dir", "{w}"], 2, "nowhere"),
         (["evaluate", "--predictions", "{w}/class_maps", "--dataset", "kitti_road", "--data-dir",
           str(KITTI_SAMPLE), "--format", "probability"], 2, "class ids rather than probabilities"),
@@ -186,16 +194,34 @@ CASES = {
         (["data", "prepare", "--dataset", "kitti_road"], 2, "--data-dir is required"),
         (["data", "prepare", "--dataset", "synthetic", "--data-dir", "{w}/out/d"], 2, "nothing to download"),
         (["data", "nosuch"], 2, "invalid choice: 'nosuch'"),
+        (["data", "check", "--dataset", "folder", "--data-dir", "{w}/empty_dataset"], 2, "holds no image/mask pairs"),
+        (["data", "split", "--dataset", "folder", "--data-dir", "{w}/empty_dataset", "-o", "{w}/out/s.json"],
+         2, "holds no images to split"),
+        (["data", "preview", "--dataset", "kitti_road", "--data-dir", str(KITTI_SAMPLE), "-o", "{w}/out/p.txt"],
+         2, "give a .png or .jpg file name"),
+        (["data", "prepare", "--dataset", "kitti_road", "--data-dir", "{w}/out/k", "--sha256", "xyz"],
+         2, "not a SHA-256"),
+        (["data", "prepare", "--dataset", "kitti_road", "--data-dir", "{w}/out/k", "--url", "{w}/a_file.txt"],
+         2, "give an http:// or https:// address"),
+        (["data", "prepare", "--dataset", "kitti_road", "--data-dir", "{w}/a_file.txt"], 2, "is a file"),
     ],
     "models": [
         (["models", "nosuch"], 2, "nosuch"),
         (["models", "--size", "0", "64"], 2, "--size"),
         (["models", "--classes", "0"], 2, "--classes"),
+        (["models", "unet", "--size", "1", "1"], 2, "at least 16 pixels each way"),
     ],
     "bench": [
         (["bench", "nosuch"], 2, "invalid choice: 'nosuch'"),
         (["bench", "train", "--nosuch"], 2, "unrecognized arguments: --nosuch"),
         (["bench", "predict", "--rounds", "x"], 2, "--rounds"),
+        (["bench", "train", "--models", "nonet"], 2, "invalid choice: 'nonet'"),
+        (["bench", "train", "--height", "-32"], 2, "--height"),
+        (["bench", "train", "--options", "nope"], 2, "--options"),
+        (["bench", "train", "--options", '{"unet": {"depth": "x"}}'], 2, "model.options.depth: 'x'"),
+        (["bench", "train", "--json", "{w}/images"], 2, "--json {w}/images: is a folder"),
+        (["bench", "pipeline", "--epochs", "1"], 2, "at least 2"),
+        (["bench", "model", "--report", "{w}/a_file.txt"], 2, "not results of `tfseg bench model --json`"),
     ],
 }
 ALL_CASES = [pytest.param(command, args, code, phrase, id=f"{command}-{i}")
@@ -248,3 +274,12 @@ def run_main(args: list[str]) -> int:
         return main(args)
     except SystemExit as exit_:  # argparse refuses its arguments by exiting
         return exit_.code
+
+
+def test_a_refused_run_leaves_nothing_that_stops_the_corrected_one(tmp_path, capsys):
+    """A training refused before its first checkpoint runs, corrected, in the same folder."""
+    run_dir = tmp_path / "run"
+    settings = [a for s in TINY_RUN for a in ("--set", s)]
+    assert main(["train", "--run-dir", str(run_dir), *settings, "--set", "model.options.depth=0"]) == 2
+    assert main(["train", "--run-dir", str(run_dir), *settings]) == 0
+    assert (run_dir / "model.keras").is_file()

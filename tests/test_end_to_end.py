@@ -274,7 +274,7 @@ def test_cli_models_lists_parameters_and_flops(capsys):
     assert "31,031,810" in out  # the paper's U-Net for two classes
     assert "fcn_baseline" in out
     code, _, err = run_cli(capsys, "models", "segformer")
-    assert code == 2 and "unknown model 'segformer'" in err
+    assert code == 2 and "unknown model(s) segformer" in err
 
 
 def test_predict_video(exported, tmp_path, capsys):

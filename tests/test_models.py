@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tfseg.errors import UserError  # noqa: E402
 from tfseg.losses import MaskedSparseCrossEntropy  # noqa: E402
 from tfseg.metrics import MeanIoU, PixelAccuracy  # noqa: E402
 from tfseg.models import MODELS, build_model, check_options, model_stride  # noqa: E402
@@ -173,7 +174,7 @@ def test_fcn_variants_and_options():
     init = kitti.get_layer("score_pool3").kernel_initializer
     assert isinstance(init, keras.initializers.TruncatedNormal) and init.stddev == 0.01
     assert len(kitti.losses) == 6  # L2 on score_fr/_pool4/_pool3, score, the two 2x upsamplings
-    with pytest.raises(ValueError, match="alignment"):
+    with pytest.raises(UserError, match="alignment"):
         tiny("fcn8_vgg16", alignment="center")
 
 
@@ -198,11 +199,11 @@ def test_fcn8_kitti_decoder_layers():
     names = {layer.name for layer in model.layers}
     assert not names & {"score_pool4", "score_pool3", "score_fr", "upscore2", "score"}
     assert len(model.losses) == 4  # L2 on the four decoder kernels
-    with pytest.raises(ValueError, match="pad32"):
+    with pytest.raises(UserError, match="pad32"):
         tiny("fcn8_vgg16", decoder="kitti", alignment="pad100")
     with pytest.raises(ValueError, match="FCN-8s"):
         fcn_vgg16(NUM_CLASSES, 16, decoder="kitti", width_multiplier=1 / 16)
-    with pytest.raises(ValueError, match="decoder must be"):
+    with pytest.raises(UserError, match="decoder must be"):
         tiny("fcn8_vgg16", decoder="bilinear")
 
 

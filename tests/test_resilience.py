@@ -97,13 +97,29 @@ def test_other_settings_cannot_resume_a_run(tmp_path):
     config = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}", "train.checkpoint_steps=1"])
 
     def interrupt(position):
+        if position.global_step == 2:  # after the first step's checkpoint
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, verbose=0, after_step=interrupt)
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint").is_file()
+    changed = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}", "train.batch_size=2"])
+    with pytest.raises(UserError, match=r"other settings \(train.batch_size\)"):
+        train(changed, verbose=0)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_with_new_settings(tmp_path):
+    config = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}"])
+
+    def interrupt(position):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         train(config, verbose=0, after_step=interrupt)
+    assert not (tmp_path / "run" / "checkpoints" / "checkpoint").exists()
     changed = load_config("demo_unet", TINY + [f"run_dir={tmp_path / 'run'}", "train.batch_size=2"])
-    with pytest.raises(UserError, match=r"other settings \(train.batch_size\)"):
-        train(changed, verbose=0)
+    train(changed, verbose=0)
+    assert load_config(str(tmp_path / "run" / "config.yaml")).train.batch_size == 2
 
 
 # -- bad data ----------------------------------------------------------------------------------
@@ -341,3 +357,45 @@ def test_the_file_named_is_the_one_that_failed_not_one_with_stray_values(tmp_pat
                  "--set", "train.epochs=1", "--set", "train.batch_size=4"])
     err = capsys.readouterr().err
     assert code == 2 and str(path) in err and "t1.png" not in err, err
+
+
+@pytest.mark.parametrize("damage", ["garbage index", "index names a missing checkpoint", "truncated data",
+                                    "empty checkpoint index file"])
+def test_a_damaged_checkpoint_is_one_line_and_nothing_is_deleted(damage, tmp_path, capsys):
+    """Resuming must not quietly start again over the user's checkpoints and best model."""
+    from tfseg.cli import main
+
+    run_dir = tmp_path / "run"
+    args = ["train", "--run-dir", str(run_dir), *[a for s in TINY for a in ("--set", s)],
+            "--set", "train.checkpoint_steps=1"]
+    stop_after = {"steps": 0}
+
+    def interrupt(position):
+        stop_after["steps"] += 1
+        if stop_after["steps"] == 3:
+            raise KeyboardInterrupt
+
+    from tfseg.config import load_config
+    from tfseg.training.run import train
+
+    with pytest.raises(KeyboardInterrupt):
+        train(load_config("demo_unet", [f"run_dir={run_dir}", *TINY, "train.checkpoint_steps=1"]),
+              verbose=0, after_step=interrupt)
+    checkpoints = run_dir / "checkpoints"
+    index = checkpoints / "checkpoint"
+    if damage == "garbage index":
+        index.write_text(" garbage\n")
+    elif damage == "index names a missing checkpoint":
+        index.write_text('model_checkpoint_path: "ckpt-999"\nall_model_checkpoint_paths: "ckpt-999"\n')
+    elif damage == "truncated data":
+        [data] = sorted(checkpoints.glob("ckpt-*.data-*"))[-1:]
+        data.write_bytes(data.read_bytes()[:100])
+    else:
+        [index_file] = sorted(checkpoints.glob("ckpt-*.index"))[-1:]
+        index_file.write_bytes(b"")
+    before = {p.name: p.read_bytes() for p in checkpoints.iterdir()}
+    capsys.readouterr()
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "restore the folder as it was, or move it away" in err[0], err
+    assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == before

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -27,7 +28,7 @@ import traceback
 from pathlib import Path
 
 from tfseg import __version__
-from tfseg.arguments import ArgumentParser
+from tfseg.arguments import ArgumentParser, positive_int
 from tfseg.errors import UserError
 from tfseg.fileio import check_writable, write_text
 from tfseg.predictions import PREDICTION_FORMATS
@@ -155,11 +156,18 @@ def cmd_demo(args) -> int:
 def cmd_models(args) -> int:
     import gc
 
-    from tfseg.models import MODELS, build_model
+    from tfseg.models import MODELS, build_model, model_stride
     from tfseg.models.cost import model_cost
 
     height, width = args.size
-    names = args.names or list(MODELS)
+    names = list(dict.fromkeys(args.names)) or list(MODELS)
+    unknown = [name for name in names if name not in MODELS]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}: choose among {', '.join(MODELS)}")
+    smallest = max(model_stride(name) for name in names)
+    if min(height, width) < smallest:
+        raise UserError(f"--size {height} {width}: these models need at least {smallest} pixels each way "
+                        "(their stride)")
     print(f"{'model':<16} {'parameters':>14} {f'GFLOPs at {height}x{width}':>20}   ({args.classes} classes)")
     for name in names:
         model = build_model(name, args.classes)
@@ -217,6 +225,13 @@ def cmd_data_prepare(args) -> int:
         raise UserError(f"--dataset {dataset}: nothing to download; prepare works for {', '.join(DATASETS)}")
     if not args.data_dir:
         raise UserError("--data-dir is required: where the archives go and are extracted")
+    if args.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", args.sha256):
+        raise UserError(f"--sha256 {args.sha256}: not a SHA-256 (64 hexadecimal digits)")
+    if args.url and not re.match(r"https?://", args.url):
+        raise UserError(f"--url {args.url}: give an http:// or https:// address (an archive you already "
+                        "have goes into --data-dir)")
+    if Path(args.data_dir).exists() and not Path(args.data_dir).is_dir():
+        raise UserError(f"--data-dir {args.data_dir}: is a file; give the folder the dataset goes in")
     result = prepare(dataset, args.data_dir, sha256=args.sha256, url={dataset: args.url} if args.url else None,
                      extract=not args.no_extract, allow_unverified=args.allow_unverified)
     for name, digest in result.archives.items():
@@ -275,6 +290,8 @@ def cmd_data_split(args) -> int:
 
 def cmd_data_preview(args) -> int:
     config = _data_config(args)
+    if Path(args.output).suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UserError(f"--output {args.output}: give a .png or .jpg file name")
     check_writable(args.output, "--output")
     from tfseg.data.preview import save_preview
 
@@ -312,7 +329,7 @@ def _add_data_parsers(commands) -> None:
     split.add_argument("--overwrite", action="store_true")
     preview = add("preview", cmd_data_preview, "a grid of augmented training pairs, as the network sees them")
     preview.add_argument("--output", "-o", required=True, help="PNG file to write")
-    preview.add_argument("--count", type=_positive_int, default=8, help="number of pairs (default 8)")
+    preview.add_argument("--count", type=positive_int, default=8, help="number of pairs (default 8)")
     preview.add_argument("--seed", type=int, default=0)
 
 
@@ -357,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--run-dir", required=True)
     export.add_argument("--output", help="the model base folder; the SavedModel goes to OUTPUT/<version>/ "
                                          "(default: RUN_DIR/export)")
-    export.add_argument("--version", type=_positive_int, help="version number (default: one more than the highest "
+    export.add_argument("--version", type=positive_int, help="version number (default: one more than the highest "
                                                     "there); an existing version is never overwritten")
     export.add_argument("--tflite", action="store_true",
                         help="also write TensorFlow Lite models (float32 and float16) beside it, checked "
@@ -388,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="segment big images in overlapping tiles of N pixels with bounded memory: "
                               "auto (images whose network input exceeds 2048x2048, tiles of 1024), "
                               "off, or N for every image (default auto)")
-    predict.add_argument("--batch-size", type=_positive_int, default=4,
+    predict.add_argument("--batch-size", type=positive_int, default=4,
                          help="images of one size segmented together (default 4)")
     predict.add_argument("--frame-masks", action="store_true",
                          help="video: also write each frame's mask to <name>_masks/NNNNNN.png")
@@ -396,9 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the models with parameter counts and FLOPs")
     models.add_argument("names", nargs="*", help="models to list (default: all)")
-    models.add_argument("--size", type=_positive_int, nargs=2, default=(512, 512), metavar=("H", "W"),
+    models.add_argument("--size", type=positive_int, nargs=2, default=(512, 512), metavar=("H", "W"),
                         help="input size for the FLOPs (default 512 512)")
-    models.add_argument("--classes", type=_positive_int, default=21, help="number of classes (default 21)")
+    models.add_argument("--classes", type=positive_int, default=21, help="number of classes (default 21)")
     models.set_defaults(func=cmd_models)
 
     bench = commands.add_parser("bench", help="benchmarks: input pipeline vs OpenCV; train step by "
@@ -410,12 +427,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_parsers(commands)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    if text.strip().isdigit() and int(text) >= 1:
-        return int(text)
-    raise argparse.ArgumentTypeError(f"{text!r}: a whole number of at least 1")
 
 
 def _tile_setting(text: str) -> str | int:
@@ -437,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verbose and "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
         silence_tensorflow_startup()
+    if not args.verbose:  # FFmpeg's own lines about a damaged video: tfseg names the file itself
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     # SIGTERM (``docker stop``) stops a run the same clean way as Ctrl-C. In a container
     # tfseg is process 1, which the kernel spares from signals it has no handler for:
     # without this, ``docker stop`` would wait and then SIGKILL the run.

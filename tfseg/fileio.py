@@ -63,8 +63,9 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> None:
     """Refuses, as a :class:`~tfseg.errors.UserError` naming ``what`` and ``path``, an output
     that could not be written: a folder where a file goes (or the reverse), a path under a
-    regular file, or a place this process may not write. Call it before the long work whose
-    result goes there, so that nothing is computed in vain. Nothing is created.
+    regular file, or a place this process may not write (tried with a temporary file, at
+    once removed). Call it before the long work whose result goes there, so that nothing is
+    computed in vain.
     """
     from tfseg.errors import UserError
 
@@ -82,3 +83,8 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
             raise UserError(f"{what} {path}: lies under {target}, which is a file, not a folder")
     if not os.access(target, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UserError(f"{what} {path}: cannot be written here (permission denied); choose another path")
+    try:  # the permission bits do not tell all (root, read-only mounts, /proc): try it
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as err:
+        raise UserError(f"{what} {path}: cannot be written here ({err.strerror}); choose another path") from None

@@ -195,6 +195,8 @@ def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, li
         raise UserError(f"run directory {run_dir}: holds a finished run ({MODEL_FILE}); "
                         "choose another --run-dir")
     saved_config = run_dir / CONFIG_FILE
+    if saved_config.is_file() and not started(run_dir):
+        return run_dir, []  # stopped (or refused) before its first checkpoint: it simply starts again
     if saved_config.is_file():
         try:
             previous = yaml.safe_load(saved_config.read_text())
@@ -221,6 +223,11 @@ def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, li
         except OSError as err:
             raise UserError(f"run directory {run_dir}: cannot be created ({err.strerror})") from None
     return run_dir, []
+
+
+def started(run_dir: Path) -> bool:
+    """Whether a run got as far as a checkpoint (or a best model) that resuming would use."""
+    return (run_dir / CHECKPOINT_DIR / "checkpoint").exists() or (run_dir / BEST_FILE).exists()
 
 
 def _lookup(mapping: dict, dotted: str):

@@ -32,7 +32,7 @@ import platform
 import sys
 import time
 
-from tfseg.arguments import ArgumentParser
+from tfseg.arguments import ArgumentParser, json_object, non_negative_int, positive_int
 from tfseg.bench.model_report import load, markdown, merge
 from tfseg.bench.remote import RemoteCandidate, Worker, WorkerError
 from tfseg.bench.rounds import error_text, round_ratios, run_rounds
@@ -243,22 +243,22 @@ def main(argv: list[str] | None = None) -> int:
         description="Training and inference steps of tfseg models with Keras on JAX (no TensorFlow), "
                     "optionally beside a PyTorch U-Net.")
     parser.add_argument("--models", nargs="+", default=["unet"], help="registry names (default: unet)")
-    parser.add_argument("--height", type=int, default=576)
-    parser.add_argument("--width", type=int, default=576)
-    parser.add_argument("--channels", type=int, help="input channels (default: each model's, 3)")
-    parser.add_argument("--classes", type=int, default=2, help="number of classes (default 2)")
-    parser.add_argument("--batch", type=int, default=8, help="images per training step (default 8)")
-    parser.add_argument("--inference-batch", type=int, default=16,
+    parser.add_argument("--height", type=positive_int, default=576)
+    parser.add_argument("--width", type=positive_int, default=576)
+    parser.add_argument("--channels", type=positive_int, help="input channels (default: each model's, 3)")
+    parser.add_argument("--classes", type=positive_int, default=2, help="number of classes (default 2)")
+    parser.add_argument("--batch", type=positive_int, default=8, help="images per training step (default 8)")
+    parser.add_argument("--inference-batch", type=positive_int, default=16,
                         help="images per inference step (default 16)")
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--precision", choices=PRECISIONS, default="mixed_bfloat16")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per candidate per round (default 10)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the compiling one (default 3)")
-    parser.add_argument("--options", default="{}", help='JSON: {"unet": {"base_filters": 32}}')
+    parser.add_argument("--steps", type=positive_int, default=10, help="timed steps per candidate per round (default 10)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--warmup", type=non_negative_int, default=3, help="untimed steps after the compiling one (default 3)")
+    parser.add_argument("--options", type=json_object, default={}, help='JSON: {"unet": {"base_filters": 32}}')
     parser.add_argument("--reference", choices=("torch",), help="also time the PyTorch U-Net")
     parser.add_argument("--torch-modes", nargs="+", choices=TORCH_MODES, default=list(TORCH_MODES))
-    parser.add_argument("--peak-size", type=int, default=8192,
+    parser.add_argument("--peak-size", type=positive_int, default=8192,
                         help="side of the bf16 matmul measuring the peak; 0 skips it (default 8192)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the result to this JSON file")
@@ -266,21 +266,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", nargs="+", metavar="JSON",
                         help="measure nothing: merge these results and print (and write) their table")
     args = parser.parse_args(argv)
-    try:
-        model_options = json.loads(args.options)
-    except json.JSONDecodeError as err:
-        raise UserError(f"--options is not JSON: {err}") from err
+    from tfseg.fileio import check_writable, write_text
+
+    for option, path in (("--json", args.json), ("--markdown", args.markdown)):
+        if path:
+            check_writable(path, option)  # before the measurement, not after it
     if args.report:
-        result = load(args.report)
+        try:
+            result = load(args.report)
+            table = markdown(result)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise UserError(f"--report {' '.join(args.report)}: not results of `tfseg bench model --json` "
+                            f"({type(err).__name__}: {' '.join(str(err).split())[:200]})") from None
     else:
         result = bench_model(tuple(args.models), args.height, args.width, args.channels,
                              args.classes, args.batch, args.precision, args.steps, args.rounds,
-                             args.warmup, tuple(args.tasks), args.inference_batch, model_options,
+                             args.warmup, tuple(args.tasks), args.inference_batch, args.options,
                              args.reference, tuple(args.torch_modes), args.peak_size, seed=args.seed)
-    table = markdown(result)
+        table = markdown(result)
     print(table, end="")
-    from tfseg.fileio import write_text
-
     if args.json:
         write_text(args.json, json.dumps(merge([result]) if args.report else result, indent=1) + "\n")
         print(f"wrote {args.json}")

@@ -33,6 +33,7 @@ the medians; :func:`tfseg.bench.report.print_report` prints the table.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import statistics
@@ -41,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.arguments import ArgumentParser
+from tfseg.arguments import ArgumentParser, positive_int
+from tfseg.fileio import check_writable
 from tfseg.bench.candidates import CLIP_LIMIT, TILE_GRID, TfsegCandidate, clahe_backends
 from tfseg.bench.clahe_core import run_clahe_one_core
 from tfseg.bench.host import describe_cpu, load_average
@@ -177,18 +179,27 @@ def bench_pipeline(data_dir: str | None = None, output_json: str | None = None,
     return result
 
 
+def epochs_of_a_round(text: str) -> int:
+    """An argparse type: at least 2 epochs, one uncached and at least one from the cache."""
+    if text.strip().isdigit() and int(text) >= 2:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: at least 2 (one uncached epoch, then cached ones)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``tfseg bench pipeline [options]``."""
     parser = ArgumentParser(prog="tfseg bench pipeline",
                                      description="Throughput of the tfseg input pipeline vs a plain OpenCV loop.")
     parser.add_argument("--data-dir", help="KITTI Road folder or data_road.zip (default: the shared sample)")
     parser.add_argument("--json", help="write the result to this JSON file")
-    parser.add_argument("--images", type=int, default=48, help="images per epoch (default 48)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of the cached tfseg dataset per round (default 3)")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (default 3)")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--images", type=positive_int, default=48, help="images per epoch (default 48)")
+    parser.add_argument("--epochs", type=epochs_of_a_round, default=3, help="epochs of the cached tfseg dataset per round (default 3)")
+    parser.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds (default 3)")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--synthetic", action="store_true", help="generated road scenes, not KITTI copies")
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(args.json, "--json")
     result = bench_pipeline(args.data_dir, args.json, num_images=args.images, epochs=args.epochs,
                             rounds=args.rounds, batch_size=args.batch_size, synthetic=args.synthetic)
     print_report(result)

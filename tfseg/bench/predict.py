@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.arguments import ArgumentParser
+from tfseg.arguments import ArgumentParser, positive_int
+from tfseg.fileio import check_writable
 from tfseg.bench.host import describe_cpu, load_average
 from tfseg.bench.report import write_json
 from tfseg.bench.staging import stage_kitti_tree
@@ -121,11 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="kitti_unet", help="whose network and geometry (default kitti_unet)")
     parser.add_argument("--data-dir", help="KITTI Road folder or data_road.zip to copy images from")
     parser.add_argument("--synthetic", action="store_true", help="generated road scenes instead of KITTI images")
-    parser.add_argument("--num-images", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--num-images", type=positive_int, default=100)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
     parser.add_argument("--json", help="also write the result as JSON")
     args = parser.parse_args(argv)
+    if args.json:
+        check_writable(args.json, "--json")
     result = bench_predict(args.model, args.preset, args.data_dir, args.num_images, args.rounds,
                            args.batch_size, args.synthetic, args.json)
     print(format_result(result))

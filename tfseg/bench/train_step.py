@@ -35,13 +35,13 @@ import gc
 import os
 import platform
 import statistics
+import sys
 import time
-import traceback
 
 import keras
 import numpy as np
 
-from tfseg.arguments import ArgumentParser
+from tfseg.arguments import ArgumentParser, json_object, non_negative_int, positive_float, positive_int
 from tfseg.losses import MaskedSparseCrossEntropy
 from tfseg.models import build_model
 from tfseg.models.cost import model_cost
@@ -177,8 +177,6 @@ def bench_train_step(models=("fcn8_vgg16", "unet"), height: int = 192, width: in
             except Exception as err:  # noqa: BLE001 - record and go on
                 row.update(status="error", error=_error_text(err))
                 log(f"{name} {precision} xla={xla}: FAILED {row['error']}")
-                if verbose:
-                    traceback.print_exc()
                 model = None
                 gc.collect()
         active = [r for r in rows if r["status"] == "ok"]
@@ -261,28 +259,40 @@ def print_results(result: dict) -> None:
 def main(argv=None) -> int:
     import json
 
-    from tfseg.fileio import write_text
+    from tfseg.errors import UserError
+    from tfseg.fileio import check_writable, write_text
+    from tfseg.models import MODELS, check_options
 
     parser = ArgumentParser(prog="tfseg bench train", description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["fcn8_vgg16", "unet"])
-    parser.add_argument("--height", type=int, default=192)
-    parser.add_argument("--width", type=int, default=624)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--num-classes", type=int, default=2)
-    parser.add_argument("--options", default="{}", help='JSON: {"unet": {"base_filters": 32}}')
-    parser.add_argument("--max-seconds", type=float, default=None)
+    parser.add_argument("--models", nargs="+", default=["fcn8_vgg16", "unet"], choices=tuple(MODELS),
+                        metavar="MODEL")
+    parser.add_argument("--height", type=positive_int, default=192)
+    parser.add_argument("--width", type=positive_int, default=624)
+    parser.add_argument("--batch", type=positive_int, default=2)
+    parser.add_argument("--steps", type=positive_int, default=2)
+    parser.add_argument("--rounds", type=positive_int, default=3)
+    parser.add_argument("--warmup", type=non_negative_int, default=1)
+    parser.add_argument("--num-classes", type=positive_int, default=2)
+    parser.add_argument("--options", type=json_object, default={}, help='JSON: {"unet": {"base_filters": 32}}')
+    parser.add_argument("--max-seconds", type=positive_float, default=None)
     parser.add_argument("--json", help="also write the full result here")
     args = parser.parse_args(argv)
+    for name, options in args.options.items():
+        if name not in MODELS:
+            raise UserError(f"--options: unknown model {name!r}: choose among {', '.join(MODELS)}")
+        check_options(name, options)
+    if args.json:
+        check_writable(args.json, "--json")
     result = bench_train_step(tuple(args.models), height=args.height, width=args.width,
                               batch=args.batch, steps=args.steps, rounds=args.rounds,
                               warmup=args.warmup, num_classes=args.num_classes,
-                              model_options=json.loads(args.options),
+                              model_options=args.options,
                               max_seconds=args.max_seconds, verbose=True)
     print_results(result)
     if args.json:
         write_text(args.json, json.dumps(result, indent=1))
         print(f"wrote {args.json}")
-    return 0
+    failed = [row for row in result["rows"] if row["status"] != "ok"]
+    for row in failed:  # measured what it could: the rest is named, and the exit status says so
+        print(f"failed {row['model']} {row['precision']} xla={row['xla']}: {row['error']}", file=sys.stderr)
+    return 1 if failed else 0

@@ -70,8 +70,13 @@ def check(source: Source, workers: int | None = None, progress: bool = False) ->
     if not isinstance(source, FileSource):
         raise UserError(f"check reads raw files; source {source.name!r} has none "
                         "(with data.use_tfds: true, check the raw data with use_tfds: false)")
-    problems = [(p.file, p.reason) for p in source.structure_problems()]
-    examples = all_examples(source)
+    try:
+        problems = [(p.file, p.reason) for p in source.structure_problems()]
+        examples = all_examples(source)
+    except OSError as err:  # e.g. a symbolic link that loops
+        raise UserError(f"{err.filename}: cannot be listed ({err.strerror})") from None
+    if not examples and not problems:
+        raise UserError(f"{source.name} data: holds no image/mask pairs; check data.data_dir")
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         results = pool.map(lambda e: check_example(source, e), examples)
         for found in tqdm(results, total=len(examples), desc="check", unit="img", disable=not progress):

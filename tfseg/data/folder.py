@@ -58,7 +58,7 @@ def read_classes(path: Path) -> tuple[tuple[str, ...], np.ndarray]:
     except OSError as err:
         raise UserError(f"{path}: cannot read ({err})") from None
     except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({err})") from None
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if isinstance(spec, dict) and "classes" in spec:
         spec = spec["classes"]
     if not isinstance(spec, list) or not spec:

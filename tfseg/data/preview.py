@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from tfseg.config import DataConfig
 from tfseg.data.augment import augment
+from tfseg.data.check import pipeline_error
 from tfseg.data.labels import colorize
 from tfseg.data.pipeline import cached_examples
 from tfseg.data.sources import make_source
@@ -26,7 +27,14 @@ def augmented_examples(config: DataConfig, count: int, seed: int = 0):
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     ds = tf.data.Dataset.zip(ds, seeds).map(
         lambda example, pair: augment(example[0], example[1], pair, config.augment, *example[2:]))
-    for image, label, *_ in ds.take(count):
+    examples = iter(ds.take(count))
+    while True:
+        try:
+            image, label, *_ = next(examples)
+        except StopIteration:
+            return
+        except tf.errors.OpError as err:  # a file that stops decoding: named in one line
+            raise pipeline_error(err, source, "train") from None
         yield np.clip(np.round(image.numpy()[..., -3:]), 0, 255).astype(np.uint8), label.numpy(), source.palette
 
 

@@ -127,6 +127,8 @@ def write_split(source, path: str | Path, overwrite: bool = False) -> dict:
     if split is None:
         raise UserError(f"source {source.name!r} has a fixed split (official lists, or the "
                         "folder's own); there is no seeded split file to write")
+    if not any(split.get(name) for name in ("train", "val")):
+        raise UserError(f"{source.name} data: holds no images to split; check data.data_dir")
     return write_split_record(split, path, overwrite)
 
 
@@ -134,7 +136,7 @@ def write_split_record(split: dict, path: str | Path, overwrite: bool = False) -
     """Writes a source's ``split_record()`` to ``path`` as a split file; returns the record."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise UserError(f"split file {path}: already exists; pass overwrite to replace it")
+        raise UserError(f"split file {path}: already exists; pass --overwrite to replace it")
     record = {"format": FORMAT, **split}
     write_text(path, json.dumps(record, indent=1) + "\n")
     return record

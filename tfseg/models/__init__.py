@@ -57,17 +57,32 @@ def _entry(name: str) -> ModelEntry:
 
 
 def check_options(name: str, options: dict) -> None:
-    """Raises a :class:`UserError` naming any option the builder does not accept."""
-    accepted = set(inspect.signature(_entry(name).build).parameters) - {"num_classes", "name"}
+    """Raises a :class:`UserError` naming any option the builder does not accept, or whose
+    value is not of its default's kind (a switch must be true or false, a count a whole
+    number)."""
+    parameters = inspect.signature(_entry(name).build).parameters
+    accepted = set(parameters) - {"num_classes", "name"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise UserError(f"model {name}: unknown option(s) {', '.join(unknown)} "
                         f"(accepted: {', '.join(sorted(accepted))})")
+    for key, value in options.items():
+        default = parameters[key].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise UserError(f"model.options.{key}: {value!r}; give true or false")
+        if type(default) is int and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserError(f"model.options.{key}: {value!r}; give a whole number")
 
 
 def build_model(name: str, num_classes: int, **options) -> keras.Model:
+    """The registered model ``name`` with ``options``; a value its builder refuses (a depth
+    of 0, a dropout rate of 1.5) is a :class:`UserError` naming the model and its options."""
     check_options(name, options)
-    return _entry(name).build(num_classes=num_classes, **options)
+    try:
+        return _entry(name).build(num_classes=num_classes, **options)
+    except (ValueError, TypeError) as err:
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise UserError(f"model {name} with options {options}: {reason}") from None
 
 
 def model_stride(name: str, **options) -> int:

@@ -27,6 +27,7 @@ The last two checkpoints are kept, and removed when the run has finished.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -35,7 +36,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfseg.errors import UserError
+
 KEEP = 2
+INDEX_FILE = "checkpoint"  # TensorFlow's index: names the latest checkpoint
+START_AGAIN = "restore the folder as it was, or move it away to start the run again from its first step"
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,9 @@ class TrainingCheckpoints:
             model=list(model.variables), optimizer=list(optimizer.variables),
             epoch=self._epoch, step=self._step, global_step=self._global_step,
             planned_epochs=self.planned_epochs)
+        # Checked before the manager reads the index: a damaged one would make it start
+        # afresh and delete the checkpoints it no longer knows of.
+        latest_checkpoint(self.directory)
         self._manager = self._make_manager(self.directory) if is_writer else None
 
     def _make_manager(self, directory: Path) -> tf.train.CheckpointManager:
@@ -82,14 +90,18 @@ class TrainingCheckpoints:
 
     @property
     def latest(self) -> str | None:
-        return tf.train.latest_checkpoint(str(self.directory))
+        return latest_checkpoint(self.directory)
 
     def restore(self) -> Position | None:
         """Restores the latest checkpoint; returns its position, or None if there is none."""
         path = self.latest
         if path is None:
             return None
-        self._checkpoint.restore(path).assert_existing_objects_matched()
+        try:
+            self._checkpoint.restore(path).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError, IndexError, OSError) as err:
+            reason = " ".join(str(getattr(err, "message", err)).split())[:200] or type(err).__name__
+            raise UserError(f"checkpoint {path}: cannot be restored ({reason}); {START_AGAIN}") from None
         return Position(int(self._epoch.numpy()), int(self._step.numpy()), int(self._global_step.numpy()))
 
     def save(self, position: Position) -> None:
@@ -114,3 +126,23 @@ class TrainingCheckpoints:
             for path in self.directory.glob(Path(prefix).name + ".*"):
                 path.unlink()
         (self.directory / "checkpoint").unlink(missing_ok=True)
+
+
+def latest_checkpoint(directory: Path) -> str | None:
+    """The prefix of the checkpoint the index in ``directory`` names, or None without an
+    index. An index that cannot be read, or names a checkpoint whose files are gone, is a
+    :class:`UserError`: resuming must not quietly start the run again."""
+    index = directory / INDEX_FILE
+    if not index.exists():
+        return None
+    try:
+        text = index.read_text(errors="replace")
+    except OSError as err:
+        raise UserError(f"{index}: cannot be read ({err.strerror}); {START_AGAIN}") from None
+    match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', text, re.M)
+    if match is None:
+        raise UserError(f"{index}: damaged (it names no checkpoint); {START_AGAIN}")
+    prefix = directory / match[1]  # relative, as TensorFlow writes it (an absolute path stays one)
+    if not Path(f"{prefix}.index").is_file():
+        raise UserError(f"{index}: names {match[1]}, whose files are not in {directory}; {START_AGAIN}")
+    return str(prefix)

@@ -38,7 +38,7 @@ from tfseg.data.sources import class_palette, make_source
 from tfseg.data.splits import write_split_record
 from tfseg.depth import make_depth_loss
 from tfseg.errors import UserError
-from tfseg.fileio import atomic_path, write_text
+from tfseg.fileio import atomic_path, check_writable, write_text
 from tfseg.training.history import PREVIEW_IMAGES, History, PredictionPanels
 from tfseg.training.interrupts import StopRequest
 from tfseg.training.loop import InputError, LoopSettings, Trainer, run_loop
@@ -128,6 +128,8 @@ def train(config: RunConfig, verbose: int = 2,
     run_split_file = Path(config.run_dir).resolve() / SPLIT_FILE
     if not config.data.split_file and run_split_file.is_file():  # going on with a run
         config.data.split_file = str(run_split_file)
+    if config.data.cache not in ("", "memory"):  # a file prefix: its folder must take files
+        check_writable(f"{config.data.cache}_train", "data.cache")
     source, split_record = make_source(config.data), None
     match_input_channels(config, source)
     check_depth_settings(config, source)
