@@ -94,3 +94,30 @@ def test_only_runs_py_spells_the_run_directory_s_file_names():
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert node.value not in names and not node.value.startswith(runs.METRICS_PREFIX), \
                     f"{path.relative_to(PACKAGE.parent)}:{node.lineno} spells {node.value!r}; use tfseg.runs"
+
+
+def test_each_set_of_names_is_the_one_its_registry_defines():
+    """The configuration validates names without importing TensorFlow; each list it keeps is
+    the registry's, where the names are implemented."""
+    from tfseg import config, depth, losses
+    from tfseg.data import sources
+    from tfseg.predictions import PREDICTION_FORMATS
+    from tfseg.training import schedules
+
+    assert config.CHOICES["train.schedule"] == schedules.SCHEDULES
+    assert config.CHOICES["train.optimizer"] == tuple(schedules.OPTIMIZERS)
+    assert config.LOSS_TERMS == tuple(losses.TERM_BUILDERS)
+    assert config.DEPTH_LOSS_TERMS == tuple(depth.DEPTH_TERMS)
+    assert config.SOURCE_NAMES == tuple(sources.SOURCES)
+    from tfseg.cli import build_parser
+
+    evaluate = build_parser()._subparsers._group_actions[0].choices["evaluate"]
+    [format_option] = [a for a in evaluate._actions if "--format" in a.option_strings]
+    assert tuple(format_option.choices) == PREDICTION_FORMATS
+
+
+def test_the_configuration_loads_without_tensorflow():
+    assert not [m for m in imported_after(["tfseg.config"]) if m.startswith(("tfseg.training", "tfseg.serving"))]
+    program = "import sys, tfseg.config, tfseg.cli\nprint('tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr

@@ -122,8 +122,11 @@ class DepthMetrics(keras.metrics.Metric):
             variable.assign(ops.zeros_like(variable))
 
 
+# Depth loss term -> its loss (the names loss.depth_terms takes).
+DEPTH_TERMS = {"l1": MaskedL1, "ssim": MaskedSSIM}
+
+
 def make_depth_loss(terms: dict) -> keras.losses.Loss:
     """The weighted sum of the depth losses in ``terms`` (``loss.depth_terms``: ``l1``,
     ``ssim`` -> weight), one ``CombinedLoss`` even for a single term."""
-    kinds = {"l1": MaskedL1, "ssim": MaskedSSIM}
-    return CombinedLoss([(weight, kinds[name]()) for name, weight in terms.items()], name="depth_loss")
+    return CombinedLoss([(weight, DEPTH_TERMS[name]()) for name, weight in terms.items()], name="depth_loss")

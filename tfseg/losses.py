@@ -193,27 +193,25 @@ class CombinedLoss(keras.losses.Loss):
                 "terms": [[weight, keras.saving.serialize_keras_object(loss)] for weight, loss in self.terms]}
 
 
+# Loss term -> its loss, built from a LossConfig and the class weights (pixel terms use them).
+TERM_BUILDERS = {
+    "cross_entropy": lambda c, weights: MaskedSparseCrossEntropy(class_weights=weights),
+    "focal": lambda c, weights: FocalLoss(c.focal_gamma, class_weights=weights),
+    "dice": lambda c, weights: DiceLoss(c.region_classes, c.smooth),
+    "jaccard": lambda c, weights: JaccardLoss(c.region_classes, c.smooth),
+    "tversky": lambda c, weights: TverskyLoss(c.tversky_alpha, c.tversky_beta, 1.0, c.region_classes, c.smooth),
+    "focal_tversky": lambda c, weights: TverskyLoss(c.tversky_alpha, c.tversky_beta, c.focal_tversky_gamma,
+                                                    c.region_classes, c.smooth),
+}
+assert tuple(TERM_BUILDERS) == TERMS
+
+
 def make_loss(config, num_classes: int, class_weights: list[float] | None = None) -> keras.losses.Loss:
     """The loss ``config`` (a :class:`tfseg.config.LossConfig`) describes: one term, or the
     weighted sum of several. ``class_weights`` go to the pixel terms."""
-    terms = []
-    for name, weight in config.terms.items():
-        if name == "cross_entropy":
-            loss = MaskedSparseCrossEntropy(class_weights=class_weights)
-        elif name == "focal":
-            loss = FocalLoss(config.focal_gamma, class_weights=class_weights)
-        elif name == "dice":
-            loss = DiceLoss(config.region_classes, config.smooth)
-        elif name == "jaccard":
-            loss = JaccardLoss(config.region_classes, config.smooth)
-        elif name in ("tversky", "focal_tversky"):
-            gamma = config.focal_tversky_gamma if name == "focal_tversky" else 1.0
-            loss = TverskyLoss(config.tversky_alpha, config.tversky_beta, gamma, config.region_classes, config.smooth)
-        else:  # validated in tfseg.config
-            raise ValueError(f"unknown loss term {name!r}")
-        if config.region_classes == "foreground" and name in REGION_TERMS and num_classes < 2:
-            raise ValueError("region_classes: foreground needs at least two classes")
-        terms.append((weight, loss))
+    if config.region_classes == "foreground" and num_classes < 2 and set(config.terms) & set(REGION_TERMS):
+        raise ValueError("region_classes: foreground needs at least two classes")
+    terms = [(weight, TERM_BUILDERS[name](config, class_weights)) for name, weight in config.terms.items()]
     if len(terms) == 1 and terms[0][0] == 1.0:
         return terms[0][1]
     return CombinedLoss(terms)

@@ -141,6 +141,18 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
     A model of stacked RGB images (e.g. background + composite) takes, in ``stacked_with``,
     the folders of the images before ``input_dir``'s, in the model's order; the files are
     paired by their path (any image suffix), and overlays are drawn on ``input_dir``'s.
+
+    Args:
+      model_path: a SavedModel from ``tfseg export``, or its model base folder.
+      input_dir: the folder of images to segment (the last of stacked images).
+      output_dir: where masks/, overlays/ (and probabilities/, depth/) go; not the input.
+      overwrite: replace existing outputs (otherwise any existing one refuses the run).
+      progress: show a progress bar on stderr.
+      probabilities: also write the class-1 probability maps (two-class models).
+      recursive: also segment the images of sub-folders; the outputs mirror them.
+      tile: "auto", "off" or a tile size in pixels (see above).
+      batch_size: images of one size segmented together.
+      stacked_with: the folders of the images stacked before ``input_dir``'s.
     """
     from tqdm import tqdm
 

@@ -119,8 +119,15 @@ def source_commit() -> str | None:
 
 def export_run(run: Run, base: str | os.PathLike | None = None, *, version: int | None = None,
                probabilities: bool = True) -> Path:
-    """Exports the run's best model as version ``version`` (default: the next) under
-    ``base`` (default: the run's ``export.path``); returns the version folder.
+    """Exports the run's best model as a new version of a model base folder; returns the
+    version folder.
+
+    Args:
+      run: the finished run (:func:`tfseg.runs.load_run`).
+      base: the model base folder (default: the run's ``export.path``, ``RUN_DIR/export``).
+      version: the version number (default: one more than the highest there); an existing
+        version is never overwritten.
+      probabilities: whether the signatures also return ``probabilities``.
 
     Everything the SavedModel needs comes from the run: its geometry, preprocessing and
     stride (config), class names and palette, stacked inputs, its ``model.keras`` (copied

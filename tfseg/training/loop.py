@@ -213,9 +213,20 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
     """Trains from the latest checkpoint (or the start) to the last epoch, or until early
     stopping.
 
-    ``train_batches(epoch, skip)`` is the epoch's batch stream from step ``skip`` on.
-    ``panels`` (the writer's only) go to TensorBoard every epoch. ``after_step`` is called
-    after every step (tests use it to interrupt a run).
+    Args:
+      trainer: the model, optimizer, losses and strategy, with the compiled steps.
+      settings: epochs, steps per epoch, checkpoint interval, patience, time budget.
+      schedule: the learning-rate schedule (the plateau rule scales it).
+      train_batches: ``train_batches(epoch, skip)``, the epoch's batch stream from step
+        ``skip`` on (a resumed epoch replays its data from the seed).
+      val_batches: the validation batches, scored at every epoch's end.
+      checkpoints: where the step checkpoints are restored from and written.
+      history: the per-epoch record (history.csv, curves, TensorBoard, W&B).
+      best_path: where the best epoch's model is written (``checkpoints/best.keras``).
+      is_writer: whether this process writes files (the chief of several workers).
+      stop: the interrupt request (Ctrl-C, SIGTERM) the loop polls after every step.
+      panels: validation images drawn with their prediction into TensorBoard (writer only).
+      after_step: called with the loop's position after every step (tests interrupt runs).
     """
     strategy, model = trainer.strategy, trainer.model
     restored = checkpoints.restore()

@@ -28,7 +28,6 @@ import keras
 from keras import ops
 
 SCHEDULES = ("constant", "cosine", "poly", "step", "plateau")
-OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
@@ -101,6 +100,17 @@ class Patience:
         return False
 
 
+# train.optimizer -> the optimizer, from the TrainConfig, the schedule and the clipping
+# arguments. Adam with weight decay is AdamW (decoupled decay, as Loshchilov and Hutter).
+OPTIMIZERS = {
+    "adam": lambda t, schedule, clip: (keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay, **clip)
+                                       if t.weight_decay else keras.optimizers.Adam(schedule, **clip)),
+    "adamw": lambda t, schedule, clip: keras.optimizers.AdamW(schedule, weight_decay=t.weight_decay, **clip),
+    "sgd": lambda t, schedule, clip: keras.optimizers.SGD(schedule, momentum=t.momentum, nesterov=t.nesterov,
+                                                          weight_decay=t.weight_decay or None, **clip),
+}
+
+
 def make_optimizer(train, steps_per_epoch: int, total_epochs: int,
                    policy: str) -> tuple[keras.optimizers.Optimizer, Schedule]:
     """The optimizer ``train`` (a :class:`tfseg.config.TrainConfig`) describes, and its
@@ -110,13 +120,7 @@ def make_optimizer(train, steps_per_epoch: int, total_epochs: int,
                         final_fraction=train.final_learning_rate_fraction, power=train.poly_power,
                         step_every=train.step_every_epochs * steps_per_epoch, step_factor=train.step_factor)
     clip = {"global_clipnorm": train.clip_norm} if train.clip_norm else {}
-    if train.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(schedule, momentum=train.momentum, nesterov=train.nesterov,
-                                         weight_decay=train.weight_decay or None, **clip)
-    elif train.optimizer == "adamw" or train.weight_decay:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=train.weight_decay, **clip)
-    else:
-        optimizer = keras.optimizers.Adam(schedule, **clip)
+    optimizer = OPTIMIZERS[train.optimizer](train, schedule, clip)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer, schedule
