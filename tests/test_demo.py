@@ -60,8 +60,8 @@ def test_demo_runs_each_generated_data_preset_and_serves_what_it_trained(preset,
     import tensorflow as tf
 
     from tfseg.cli import main
-    from tfseg.serving.client import SegmentationModel
     from tfseg.runs import load_run
+    from tfseg.serving.client import SegmentationModel
 
     out = tmp_path / "demo"
     overrides = [arg for setting in DEMO_PRESETS[preset] + FEW_STEPS for arg in ("--set", setting)]

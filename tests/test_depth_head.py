@@ -17,9 +17,8 @@ from tfseg.data.preprocess import normalize
 from tfseg.errors import UserError
 from tfseg.models import build_model
 from tfseg.predictions import DEPTH_PNG_SCALE
-from tfseg.runs import load_run
+from tfseg.runs import load_run, load_trained_model
 from tfseg.serving.client import SegmentationModel
-from tfseg.runs import load_trained_model
 from tfseg.training.run import train
 
 # Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.

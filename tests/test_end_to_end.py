@@ -11,10 +11,10 @@ from tfseg.cli import main
 from tfseg.config import DataConfig, load_config
 from tfseg.data.preprocess import preprocess
 from tfseg.errors import UserError
-from tfseg.serving.export import export_saved_model
 from tfseg.predict import predict_folder, write_rgb
-from tfseg.serving.client import SegmentationModel
 from tfseg.runs import load_trained_model
+from tfseg.serving.client import SegmentationModel
+from tfseg.serving.export import export_saved_model
 from tfseg.training.run import train
 
 # Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.

@@ -12,11 +12,11 @@ from PIL import Image
 from tests.test_encoded import asymmetric_image, jpeg_with_exif, pillow_exif
 from tfseg.cli import main
 from tfseg.config import DataConfig
-from tfseg.serving.export import export_saved_model
 from tfseg.models import build_model
+from tfseg.photos import Photo, read_photo
 from tfseg.predict import PredictSummary, predict_folder, segment_batch
 from tfseg.serving.client import SegmentationModel
-from tfseg.photos import Photo, read_photo
+from tfseg.serving.export import export_saved_model
 
 PALETTE = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
 

@@ -7,8 +7,8 @@ import zipfile
 
 import numpy as np
 import pytest
-
 from data_fixtures import http_server, make_kitti, no_proxy  # noqa: F401 (fixtures)
+
 from tfseg.config import DataConfig
 from tfseg.data import prepare as prepare_lib
 from tfseg.data.prepare import REMOTE_FILES, download, prepare

@@ -17,8 +17,8 @@ from tests.data_fixtures import save_png
 from tfseg.cli import main
 from tfseg.config import load_config
 from tfseg.errors import UserError
-from tfseg.training.loop import TrainingDiverged
 from tfseg.runs import load_trained_model
+from tfseg.training.loop import TrainingDiverged
 from tfseg.training.run import train
 
 TINY = [

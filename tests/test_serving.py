@@ -12,8 +12,8 @@ from PIL import Image
 from tests.test_encoded import asymmetric_image, jpeg_with_exif, pillow_exif
 from tfseg.cli import main
 from tfseg.config import load_config
-from tfseg.serving.client import SegmentationModel
 from tfseg.runs import load_trained_model
+from tfseg.serving.client import SegmentationModel
 from tfseg.training.run import train
 
 # Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.

@@ -3,8 +3,8 @@ what each yields, how many, of which types and shapes, and with which label valu
 
 import numpy as np
 import pytest
-
 from data_fixtures import make_kitti, make_voc, random_image, save_jpeg, save_png, save_sbd_mat
+
 from tfseg.config import DataConfig, load_config
 from tfseg.data.labels import VOID
 from tfseg.data.sources import SOURCES, make_source

@@ -10,10 +10,10 @@ import tensorflow as tf
 
 from tfseg.config import load_config
 from tfseg.data.labels import VOID
-from tfseg.metrics import batch_confusion_matrix, confusion_matrix, scores
-from tfseg.training.loop import Trainer
 from tfseg.losses import MaskedSparseCrossEntropy
+from tfseg.metrics import batch_confusion_matrix, confusion_matrix, scores
 from tfseg.models import build_model
+from tfseg.training.loop import Trainer
 from tfseg.training.schedules import make_optimizer
 
 NUM_CLASSES = 3

@@ -100,8 +100,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tfseg.serving.export import export_run
     from tfseg.runs import load_run
+    from tfseg.serving.export import export_run
 
     run = load_run(args.run_dir)
     base = Path(args.output) if args.output else run.directory / run.config.export.path

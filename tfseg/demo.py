@@ -46,9 +46,9 @@ def write_samples(examples: list[tuple], input_groups: tuple[str, ...], folder) 
 def run_demo(config: RunConfig) -> dict:
     from tfseg.data.sources import make_source
     from tfseg.evaluate import evaluate_run, write_report
-    from tfseg.serving.export import export_run
     from tfseg.predict import predict_folder
     from tfseg.runs import load_run, metrics_path
+    from tfseg.serving.export import export_run
     from tfseg.training.run import train
     from tfseg.viz import save_gallery
 

@@ -31,6 +31,7 @@ from tfseg.errors import UserError
 from tfseg.metrics import RoadCurve, confusion_matrix, scores
 from tfseg.predictions import PREDICTION_FORMATS, image_id_of, quantize_probability
 
+
 class Scorer:
     """Accumulates one split's scores, image by image, at the labels' own resolution."""
 
@@ -142,9 +143,9 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
     import tensorflow as tf
 
     from tfseg.data.sources import make_source
-    from tfseg.serving.graph import make_inference_fn, serving_input
     from tfseg.models import model_stride
     from tfseg.runs import load_run
+    from tfseg.serving.graph import make_inference_fn, serving_input
 
     run = load_run(run_dir)
     source = make_source(run.config.data)

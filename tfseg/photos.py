@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from tfseg.images import open_image, unreadable
 from tfseg.errors import UserError
+from tfseg.images import open_image, unreadable
 
 # EXIF orientations 5..8 swap width and height.
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)

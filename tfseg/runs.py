@@ -108,7 +108,6 @@ class Run:
                             f"options {self.config.model.options}) does not build the model in {MODEL_FILE} "
                             f"({first_line}); restore {CONFIG_FILE} as training wrote it") from None
 
-
     def scores(self) -> dict:
         """The scores ``tfseg evaluate --run-dir`` wrote here, by split."""
         scores = {}
@@ -136,9 +135,12 @@ def load_run(run_dir: str | Path) -> Run:
     except (ValueError, KeyError, TypeError):
         raise UserError(f"run directory {directory}: {LABELS_FILE} is not the JSON training writes "
                         "(class_names, palette, input_groups)") from None
-    if len(palette) != len(class_names) or not input_groups:
-        raise UserError(f"run directory {directory}: {LABELS_FILE} has {len(class_names)} class names but "
-                        f"{len(palette)} palette colours")
+    if len(palette) != len(class_names) or not all(isinstance(c, list) and len(c) == 3 for c in palette):
+        raise UserError(f"run directory {directory}: {LABELS_FILE} needs one [r, g, b] colour per class "
+                        f"({len(class_names)} classes); restore it as training wrote it")
+    if not input_groups:
+        raise UserError(f"run directory {directory}: {LABELS_FILE} names no input images; restore it as "
+                        "training wrote it")
     return Run(directory, load_config(str(config_path)), class_names, palette, input_groups)
 
 

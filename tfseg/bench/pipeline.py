@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 
 from tfseg.arguments import ArgumentParser, positive_int
-from tfseg.fileio import check_writable
 from tfseg.bench.candidates import CLIP_LIMIT, TILE_GRID, TfsegCandidate, clahe_backends
 from tfseg.bench.clahe_core import run_clahe_one_core
 from tfseg.bench.host import describe_cpu, load_average
@@ -51,6 +50,7 @@ from tfseg.bench.reference import OpenCvLoop, check_equivalence
 from tfseg.bench.report import print_report, write_json
 from tfseg.bench.staging import KITTI_SIZE, find_kitti_sample, stage_kitti_tree, staged_pairs
 from tfseg.bench.stats import ratio_summary, summary
+from tfseg.fileio import check_writable
 
 DEFAULT_RESIZE = (192, 624)
 

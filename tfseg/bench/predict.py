@@ -24,19 +24,19 @@ from pathlib import Path
 import numpy as np
 
 from tfseg.arguments import ArgumentParser, positive_int
-from tfseg.fileio import check_writable
 from tfseg.bench.host import describe_cpu, load_average
 from tfseg.bench.report import write_json
 from tfseg.bench.staging import stage_kitti_tree
 from tfseg.bench.stats import ratio_summary, summary
+from tfseg.fileio import check_writable
 
 
 def export_preset_model(preset: str, path: Path, overrides: list[str] = ()) -> Path:
     """The preset's network, random weights, exported as ``tfseg export`` would."""
     from tfseg.config import load_config
     from tfseg.data.sources import SOURCES
-    from tfseg.serving.export import export_saved_model
     from tfseg.models import build_model, model_stride
+    from tfseg.serving.export import export_saved_model
 
     config = load_config(preset, overrides)
     if "encoder_weights" in config.model.options:  # pretrained weights need a download

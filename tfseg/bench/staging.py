@@ -94,8 +94,8 @@ def stage_kitti_tree(dest: str | os.PathLike, num_images: int, data_dir: str | N
     origin = None if synthetic else (data_dir or find_kitti_sample())
     if origin is not None:
         from tfseg.config import DataConfig
-        from tfseg.images import read_bytes
         from tfseg.data.kitti_road import KittiRoadSource, category
+        from tfseg.images import read_bytes
 
         examples = KittiRoadSource(DataConfig(source="kitti_road", data_dir=str(origin))).examples("trainval")
         for i in range(num_images):

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from tqdm import tqdm
 
 from tfseg.data.files import Example, FileSource
-from tfseg.images import image_size, verify_image
 from tfseg.data.sources import Source
 from tfseg.errors import UserError
+from tfseg.images import image_size, verify_image
 
 
 def all_examples(source: FileSource) -> list[Example]:

@@ -20,6 +20,7 @@ from tfseg.data.labels import VOID
 from tfseg.errors import UserError
 from tfseg.images import TF_IMAGE_SUFFIXES, decode_image_tf, is_member, read_bytes, read_rgb
 
+
 @dataclass(frozen=True)
 class Example:
     """One image and its ground truth. ``label_path`` is None where there is none (test sets)."""

@@ -39,9 +39,9 @@ import yaml
 from tfseg.config import DataConfig
 from tfseg.data import splits as splits_lib
 from tfseg.data.files import Example, FileSource, Problem
-from tfseg.images import IMAGE_SUFFIXES, open_image, read_bytes, read_indices
 from tfseg.data.labels import VOID, voc_palette
 from tfseg.errors import UserError
+from tfseg.images import IMAGE_SUFFIXES, open_image, read_bytes, read_indices
 
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
 BINARY_CLASSES = ("background", "foreground")

@@ -32,9 +32,9 @@ import numpy as np
 from tfseg.config import DataConfig
 from tfseg.data import splits as splits_lib
 from tfseg.data.files import Example, FileSource, Problem
-from tfseg.images import member_location, read_rgb
 from tfseg.data.labels import VOID
 from tfseg.errors import UserError
+from tfseg.images import member_location, read_rgb
 
 CLASS_NAMES = ("not_road", "road")
 # The ground truth's own colours, so a colourised label map looks like a KITTI GT file.

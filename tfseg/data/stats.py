@@ -20,9 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from tfseg.data.files import Example, FileSource
-from tfseg.images import image_size
 from tfseg.data.labels import VOID
 from tfseg.data.sources import Source
+from tfseg.images import image_size
 
 
 class _Tally:

@@ -31,15 +31,16 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 from etils import epath
+from PIL import Image
 
 from tfseg.config import DataConfig, VocConfig
 from tfseg.data import kitti_road, voc
 from tfseg.data.files import Example, FileSource
-from tfseg.images import decode_indices, image_size, read_bytes
 from tfseg.data.labels import VOID
 from tfseg.errors import UserError
+from tfseg.images import decode_indices, image_size, read_bytes
+
 
 def _features() -> tfds.features.FeaturesDict:
     return tfds.features.FeaturesDict({

@@ -13,10 +13,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfseg.config import DataConfig
-from tfseg.data import kitti_road, splits as splits_lib, voc
-from tfseg.images import decode_image_tf
+from tfseg.data import kitti_road, voc
+from tfseg.data import splits as splits_lib
 from tfseg.data.tfds_builders import make_builder
 from tfseg.errors import UserError
+from tfseg.images import decode_image_tf
 
 
 class TfdsSource:

@@ -26,9 +26,9 @@ import numpy as np
 
 from tfseg.config import DataConfig
 from tfseg.data.files import Example, FileSource, Problem
-from tfseg.images import read_bytes, read_indices
 from tfseg.data.labels import VOID, voc_palette
 from tfseg.errors import UserError
+from tfseg.images import read_bytes, read_indices
 
 CLASS_NAMES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",

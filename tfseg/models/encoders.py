@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import keras
+import numpy as np
 from keras import layers
 
 from tfseg.errors import UserError

@@ -33,13 +33,13 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfseg.training.checkpoints import Position, TrainingCheckpoints, all_finite
 from tfseg.depth import DepthMetrics
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
+from tfseg.metrics import MeanIoU, PixelAccuracy
+from tfseg.training.checkpoints import Position, TrainingCheckpoints, all_finite
 from tfseg.training.history import History, PredictionPanels
 from tfseg.training.interrupts import StopRequest
-from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.training.schedules import Patience, Schedule, fit_epochs
 
 # How many steps of an epoch, after its first (which traces and compiles), time the

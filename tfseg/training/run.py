@@ -26,10 +26,7 @@ import keras
 import tensorflow as tf
 
 from tfseg import config as config_lib
-from tfseg.runs import (BEST_FILE, CHECKPOINT_DIR, CLASS_WEIGHTS_FILE, CONFIG_FILE, MODEL_FILE, SPLIT_FILE,
-                        earlier_changes, load_trained_model, prepare_run_dir, resolved_comment, write_config,
-                        write_labels)
-from tfseg.training.checkpoints import Position, TrainingCheckpoints
+from tfseg import losses
 from tfseg.config import RunConfig
 from tfseg.data.check import pipeline_error
 from tfseg.data.pipeline import build_dataset, cached_examples
@@ -39,16 +36,20 @@ from tfseg.data.splits import write_split_record
 from tfseg.depth import make_depth_loss
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, check_writable, write_text
+from tfseg.models import build_model, check_options, model_stride
+from tfseg.runs import (BEST_FILE, CHECKPOINT_DIR, CLASS_WEIGHTS_FILE, CONFIG_FILE, MODEL_FILE, SPLIT_FILE,
+                        earlier_changes, load_trained_model, prepare_run_dir, resolved_comment, write_config,
+                        write_labels)
+from tfseg.training.checkpoints import Position, TrainingCheckpoints
+from tfseg.training.devices import (apply_precision, describe, is_chief, is_multi_worker, make_strategy,
+                                    resolve_jit_compile)
 from tfseg.training.history import PREVIEW_IMAGES, History, PredictionPanels
 from tfseg.training.interrupts import StopRequest
 from tfseg.training.loop import InputError, LoopSettings, Trainer, run_loop
-from tfseg import losses
-from tfseg.models import build_model, check_options, model_stride
-from tfseg.training.devices import (apply_precision, describe, is_chief, is_multi_worker, make_strategy,
-                           resolve_jit_compile)
 from tfseg.training.schedules import make_optimizer
 from tfseg.training.stages import stage_data_config, stage_index
 from tfseg.training.tracking import open_tracker
+
 
 def worker_loss(message: str) -> str:
     """The gist of a collective operation's failure: which worker stopped and how (from

@@ -23,6 +23,7 @@ from tfseg.errors import UserError
 from tfseg.fileio import write_text
 from tfseg.runs import WANDB_DIR, WANDB_RUN_ID_FILE
 
+
 class WandbTracker:
     """One W&B run: ``log`` an epoch's scalars, ``images`` its panels, ``finish`` at the end."""
 
