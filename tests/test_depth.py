@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfseg.depth import DepthMetrics, MaskedL1, MaskedSSIM
+from tfseg.depth import DepthMetrics, MaskedL1, MaskedSSIM, depth_error_sums, depth_scores
 
 
 def depth_batch(seed=0, shape=(2, 12, 16)):
@@ -85,6 +85,11 @@ def test_depth_metrics_stream_over_batches_like_numpy():
     assert result["depth_rmse"] == pytest.approx(np.sqrt(np.mean((p - t) ** 2)), rel=1e-6)
     assert result["depth_abs_rel"] == pytest.approx(np.mean(np.abs(p - t) / t), rel=1e-6)
     assert result["depth_delta1"] == pytest.approx(np.mean(np.maximum(p / t, t / p) < 1.25), rel=1e-6)
+    # The NumPy form evaluation uses, image by image, gives the same scores.
+    sums = sum(depth_error_sums(truth, prediction) for truth, prediction in batches)
+    for key, value in depth_scores(sums).items():
+        assert result[key] == pytest.approx(value, rel=1e-6), key
+    assert depth_scores(np.zeros(4)) == {}
     metric.reset_state()
     assert all(np.isnan(float(v)) for v in metric.result().values())
 

@@ -19,6 +19,7 @@ float32, so it compiles under XLA and runs on any Keras backend.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfseg.losses import CombinedLoss
@@ -86,6 +87,26 @@ class MaskedSSIM(keras.losses.Loss):
         scale = ops.maximum(ops.max(y_true * valid, axis=(1, 2), keepdims=True), 1e-6)
         dissimilarity = ops.clip((1.0 - ssim_map(y_pred / scale, truth / scale)) / 2.0, 0.0, 1.0)
         return _valid_mean(dissimilarity, valid)
+
+
+def depth_error_sums(truth: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """The sums behind the depth scores, in NumPy: ``[squared error, relative error, pixels
+    within delta 1.25, pixels]`` float64 over the pixels with a true depth. ``truth`` and
+    ``predicted`` float ``[..., H, W]`` metres; a truth <= 0 (or not finite) means no depth."""
+    valid = np.isfinite(truth) & (truth > 0)
+    t, p = truth[valid].astype(np.float64), np.maximum(predicted[valid].astype(np.float64), 1e-6)
+    return np.array([np.sum((p - t) ** 2), np.sum(np.abs(p - t) / t),
+                     np.sum(np.maximum(p / t, t / p) < DELTA), t.size], np.float64)
+
+
+def depth_scores(sums: np.ndarray) -> dict:
+    """``depth_rmse`` (metres), ``depth_abs_rel`` and ``depth_delta1`` from
+    :func:`depth_error_sums` (added over images); empty without a valid pixel."""
+    squared, relative, within, count = sums
+    if not count:
+        return {}
+    return {"depth_rmse": float(np.sqrt(squared / count)), "depth_abs_rel": float(relative / count),
+            "depth_delta1": float(within / count)}
 
 
 class DepthMetrics(keras.metrics.Metric):

@@ -28,7 +28,8 @@ import numpy as np
 
 from tfseg.data.check import pipeline_error_reason
 from tfseg.errors import UserError
-from tfseg.metrics import RoadCurve, confusion_matrix, scores
+from tfseg.depth import depth_error_sums, depth_scores
+from tfseg.metrics import RoadCurve, confusion_matrix, positive_class_scores, scores
 from tfseg.predictions import PREDICTION_FORMATS, image_id_of, quantize_probability
 
 
@@ -41,9 +42,7 @@ class Scorer:
         self.matrix = np.zeros((num_classes, num_classes), np.int64)
         self.road = RoadCurve() if num_classes == 2 else None
         self.num_images = 0
-        # A depth head's errors over the pixels with a true depth (> 0): sums of the squared
-        # error, the relative error, the pixels within delta 1.25, and the pixels.
-        self.depth_sums = np.zeros(4, np.float64)
+        self.depth_sums = np.zeros(4, np.float64)  # a depth head's (tfseg.depth.depth_error_sums)
 
     def add(self, label: np.ndarray, classes: np.ndarray, probability: np.ndarray | None = None) -> None:
         """``label``, ``classes`` uint8 ``[H, W]``; ``probability`` uint8 ``[H, W]`` of class 1
@@ -57,10 +56,7 @@ class Scorer:
 
     def add_depth(self, truth: np.ndarray, predicted: np.ndarray) -> None:
         """``truth`` and ``predicted`` float32 ``[H, W]`` metres; truth <= 0 means no depth."""
-        valid = np.isfinite(truth) & (truth > 0)
-        t, p = truth[valid].astype(np.float64), np.maximum(predicted[valid].astype(np.float64), 1e-6)
-        self.depth_sums += [np.sum((p - t) ** 2), np.sum(np.abs(p - t) / t),
-                            np.sum(np.maximum(p / t, t / p) < 1.25), t.size]
+        self.depth_sums += depth_error_sums(truth, predicted)
 
     def result(self) -> dict:
         result = scores(self.matrix)
@@ -71,16 +67,8 @@ class Scorer:
         result["confusion_matrix"] = self.matrix.tolist()
         result["num_images"] = self.num_images
         if self.road is not None:
-            tp, fp, fn = self.matrix[1, 1], self.matrix[0, 1], self.matrix[1, 0]
-            precision = tp / max(tp + fp, 1)
-            recall = tp / max(tp + fn, 1)
-            result.update(precision=float(precision), recall=float(recall),
-                          f1=float(2 * precision * recall / max(precision + recall, 1e-12)),
-                          **self.road.scores())
-        squared, relative, within, count = self.depth_sums
-        if count:
-            result.update(depth_rmse=float(np.sqrt(squared / count)), depth_abs_rel=float(relative / count),
-                          depth_delta1=float(within / count))
+            result.update(**positive_class_scores(self.matrix), **self.road.scores())
+        result.update(depth_scores(self.depth_sums))
         return result
 
 

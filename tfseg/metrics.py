@@ -141,6 +141,15 @@ class PixelAccuracy(_ConfusionMatrixMetric):
         return ops.sum(ops.diagonal(matrix)) / ops.maximum(ops.sum(matrix), 1.0)
 
 
+def positive_class_scores(matrix: np.ndarray) -> dict:
+    """Precision, recall and F1 of class 1 at the hard decision, from a two-class confusion
+    matrix (rows true, columns predicted)."""
+    tp, fp, fn = matrix[1, 1], matrix[0, 1], matrix[1, 0]
+    precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+    return {"precision": float(precision), "recall": float(recall),
+            "f1": float(2 * precision * recall / max(precision + recall, 1e-12))}
+
+
 class RoadCurve:
     """The KITTI devkit's pixel evaluation of a probability map, accumulated over images.
 
