@@ -168,6 +168,20 @@ def test_a_preset_starts_from_its_base_and_says_what_differs(tmp_path):
         load_config(str(bad))
 
 
+def test_a_relative_base_is_read_beside_the_yaml_that_names_it(tmp_path, monkeypatch):
+    (tmp_path / "cfg" / "sub").mkdir(parents=True)
+    (tmp_path / "cfg" / "base.yaml").write_text("train: {epochs: 7}\n")
+    (tmp_path / "cfg" / "sub" / "child.yaml").write_text("base: ../base.yaml\ntrain: {batch_size: 3}\n")
+    monkeypatch.chdir(tmp_path)  # not the YAML's folder
+    config = load_config("cfg/sub/child.yaml")
+    assert (config.train.epochs, config.train.batch_size) == (7, 3)
+    # Two files naming each other, by relative paths: a loop, said as one.
+    (tmp_path / "cfg" / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "cfg" / "b.yaml").write_text("base: ./a.yaml\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        load_config("cfg/a.yaml")
+
+
 @pytest.mark.parametrize("palette", [[[0, 255]], [[0, 256, 0]], [[0, 1.5, 0]], [[True, 0, 0]], ["red"]])
 def test_palette_colours_are_checked(palette):
     with pytest.raises(ConfigError, match=r"data.palette: each colour must be \[r, g, b\]"):

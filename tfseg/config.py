@@ -353,16 +353,32 @@ def _read_yaml(source: str) -> tuple[dict, str]:
 
 
 def _merge_preset(config: RunConfig, source: str, derived: tuple[str, ...]) -> None:
-    """Merges a preset into ``config``, its ``base`` preset (name or path) first."""
+    """Merges a preset into ``config``, its ``base`` preset (name or path) first. A relative
+    ``base`` path is read from the folder of the YAML file that names it."""
     mapping, label = _read_yaml(source)
     base = mapping.pop("base", None)
     if base is not None:
         if not isinstance(base, str):
             raise ConfigError(f"{label}: base must be a preset name or a YAML path, got {base!r}")
-        if base in (*derived, source):
+        if _is_path(source) and _is_path(base) and not Path(base).is_absolute():
+            base = str(Path(source).parent / base)
+        if _same_preset(base, (*derived, source)):
             raise ConfigError(f"{label}: base {base!r} leads back to itself")
         _merge_preset(config, base, (*derived, source))
     _merge(config, mapping, "", label)
+
+
+def _is_path(source: str) -> bool:
+    """Whether a --config or base value names a YAML file rather than a shipped preset."""
+    return source.endswith((".yaml", ".yml")) or Path(source).exists()
+
+
+def _same_preset(source: str, seen: tuple[str, ...]) -> bool:
+    """Whether ``source`` is one of ``seen``: the same preset name, or the same file."""
+    if not _is_path(source):
+        return source in seen
+    resolved = Path(source).resolve()
+    return any(_is_path(other) and Path(other).resolve() == resolved for other in seen)
 
 
 def _coerce(value: Any, annotation: Any, key: str) -> Any:
