@@ -35,8 +35,8 @@ def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = float("nan")
-    if value > 0 and value != float("inf"):
+        value = 0.0
+    if 0 < value < float("inf"):
         return value
     raise argparse.ArgumentTypeError(f"{text!r}: a number above 0")
 

@@ -139,12 +139,10 @@ def cmd_predict(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from tfseg.demo import check_demo_config, run_demo
+    from tfseg.demo import run_demo
 
     output = args.output or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = _load(args, output)
-    check_demo_config(config)
-    metrics = run_demo(config)
+    metrics = run_demo(_load(args, output))
     from tfseg.evaluate import format_report
 
     print(f"\nheld-out test split, {metrics['seconds']:.0f} s in all:")

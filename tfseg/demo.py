@@ -44,6 +44,7 @@ def write_samples(examples: list[tuple], input_groups: tuple[str, ...], folder) 
 
 
 def run_demo(config: RunConfig) -> dict:
+    check_demo_config(config)  # before the imports below load TensorFlow: a refusal is instant
     from tfseg.data.sources import make_source
     from tfseg.evaluate import evaluate_run, write_report
     from tfseg.predict import predict_folder
@@ -52,7 +53,6 @@ def run_demo(config: RunConfig) -> dict:
     from tfseg.training.run import train
     from tfseg.viz import save_gallery
 
-    check_demo_config(config)
     started = time.time()
     train(config)
     run = load_run(config.run_dir)

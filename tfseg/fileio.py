@@ -81,9 +81,11 @@ def check_writable(path: str | os.PathLike, what: str, folder: bool = False) -> 
             target = target.parent
         if not target.is_dir():
             raise UserError(f"{what} {path}: lies under {target}, which is a file, not a folder")
-    if not os.access(target, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    if path.exists() and not os.access(path, os.W_OK):
         raise UserError(f"{what} {path}: cannot be written here (permission denied); choose another path")
-    try:  # the permission bits do not tell all (root, read-only mounts, /proc): try it
+    # A file created where the output goes: the permission bits do not tell all (root,
+    # read-only mounts, /proc).
+    try:
         with tempfile.TemporaryFile(dir=target):
             pass
     except OSError as err:

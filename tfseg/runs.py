@@ -32,6 +32,7 @@ LABELS_FILE = "labels.json"  # class names, palette, the stacked input images
 SPLIT_FILE = "split.json"  # a seeded train/val split (KITTI Road, folders without lists)
 CLASS_WEIGHTS_FILE = "class_weights.json"
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_INDEX = "checkpoint"  # TensorFlow's index in CHECKPOINT_DIR: names the latest checkpoint
 BEST_FILE = "checkpoints/best.keras"
 HISTORY_FILE = "history.csv"
 CURVES_FILE = "curves.png"
@@ -229,7 +230,7 @@ def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, li
 
 def started(run_dir: Path) -> bool:
     """Whether a run got as far as a checkpoint (or a best model) that resuming would use."""
-    return (run_dir / CHECKPOINT_DIR / "checkpoint").exists() or (run_dir / BEST_FILE).exists()
+    return (run_dir / CHECKPOINT_DIR / CHECKPOINT_INDEX).exists() or (run_dir / BEST_FILE).exists()
 
 
 def _lookup(mapping: dict, dotted: str):

@@ -37,9 +37,9 @@ import keras
 import tensorflow as tf
 
 from tfseg.errors import UserError
+from tfseg.runs import CHECKPOINT_INDEX
 
 KEEP = 2
-INDEX_FILE = "checkpoint"  # TensorFlow's index: names the latest checkpoint
 START_AGAIN = "restore the folder as it was, or move it away to start the run again from its first step"
 
 
@@ -125,14 +125,14 @@ class TrainingCheckpoints:
         for prefix in self._manager.checkpoints:
             for path in self.directory.glob(Path(prefix).name + ".*"):
                 path.unlink()
-        (self.directory / "checkpoint").unlink(missing_ok=True)
+        (self.directory / CHECKPOINT_INDEX).unlink(missing_ok=True)
 
 
 def latest_checkpoint(directory: Path) -> str | None:
     """The prefix of the checkpoint the index in ``directory`` names, or None without an
     index. An index that cannot be read, or names a checkpoint whose files are gone, is a
     :class:`UserError`: resuming must not quietly start the run again."""
-    index = directory / INDEX_FILE
+    index = directory / CHECKPOINT_INDEX
     if not index.exists():
         return None
     try:
