@@ -60,6 +60,7 @@ def test_demo_runs_each_generated_data_preset_and_serves_what_it_trained(preset,
     import tensorflow as tf
 
     from tfseg.cli import main
+    from tfseg.heads import LOGITS, named_outputs
     from tfseg.runs import load_run
     from tfseg.serving.client import SegmentationModel
 
@@ -83,8 +84,7 @@ def test_demo_runs_each_generated_data_preset_and_serves_what_it_trained(preset,
     images = np.stack([np.concatenate([np.asarray(Image.open(f / name)) for f in folders], -1) for name in names])
     outputs = served.predict(images)
     network_input = served._loaded.network_input(tf.constant(images)).numpy()
-    expected = run.network()(network_input, training=False)
-    logits = expected[0] if served.has_depth else expected
+    logits = named_outputs(run.network()(network_input, training=False))[LOGITS]
     assert served.has_depth == (preset == "fgbg_unet_depth")
     assert logits.shape[1:3] == images.shape[1:3]  # the scenes are the network's size: no resize
     np.testing.assert_allclose(outputs["probabilities"], tf.nn.softmax(logits).numpy(), atol=1e-5)

@@ -38,8 +38,9 @@ def test_the_depth_map_moves_with_six_channels_and_the_mask(seed):
     label = rng.integers(0, 2, (48, 64)).astype(np.uint8)
     depth = rng.uniform(1.0, 12.0, (48, 64)).astype(np.float32)
     key = tf.constant([seed, 5])
-    out_image, out_label, out_depth = aug.augment(tf.constant(image), tf.constant(label), key,
-                                                  AugmentConfig(**GEOMETRY, **COLOUR), tf.constant(depth))
+    out_image, out_label, out_targets = aug.augment(tf.constant(image), tf.constant(label), key,
+                                                    AugmentConfig(**GEOMETRY, **COLOUR), {"depth": tf.constant(depth)})
+    out_depth = out_targets["depth"]
     assert out_image.shape == (40, 56, 6) and out_depth.shape == (40, 56)
     # The same geometry on the depth map as a picture of its own: the same pixels, the same mask.
     alone, alone_label = aug.augment(tf.constant(np.repeat(depth[..., None], 3, -1)), tf.constant(label), key,
@@ -50,14 +51,16 @@ def test_the_depth_map_moves_with_six_channels_and_the_mask(seed):
     assert (out_depth.numpy()[~labelled] == 0).all()  # no label, no depth
     # Colour jitter never touches the depth.
     _, _, geometric_only = aug.augment(tf.constant(image), tf.constant(label), key, AugmentConfig(**GEOMETRY),
-                                       tf.constant(depth))
-    np.testing.assert_array_equal(out_depth.numpy(), geometric_only.numpy())
+                                       {"depth": tf.constant(depth)})
+    np.testing.assert_array_equal(out_depth.numpy(), geometric_only["depth"].numpy())
 
 
 def test_the_depth_head_is_bounded_float32_and_starts_mid_range(policy_bf16):
     model = build_model("unet", 2, depth=2, base_filters=4, batch_norm=True, input_channels=6,
                         depth_head=True, depth_range=15.0)
-    logits, depth = model(np.random.default_rng(0).uniform(0, 1, (2, 16, 24, 6)).astype("float32"))
+    outputs = model(np.random.default_rng(0).uniform(0, 1, (2, 16, 24, 6)).astype("float32"))
+    assert sorted(outputs) == ["depth", "logits"]
+    logits, depth = outputs["logits"], outputs["depth"]
     assert logits.shape == (2, 16, 24, 2) and depth.shape == (2, 16, 24, 1)
     assert depth.dtype == tf.float32 and logits.dtype == tf.float32
     assert 0 < float(tf.reduce_min(depth)) and float(tf.reduce_max(depth)) < 15.0
@@ -114,7 +117,8 @@ def test_the_saved_model_returns_classes_probabilities_and_depth_like_keras(dept
     # to 24x36, normalise, both heads, back to 32x48.
     keras_model = load_run(depth_run).network()
     small = tf.cast(tf.round(tf.image.resize(tf.cast(images, tf.float32), (24, 36))), tf.uint8)
-    logits, depth = keras_model(normalize(small, "unit"), training=False)
+    outputs = keras_model(normalize(small, "unit"), training=False)
+    logits, depth = outputs["logits"], outputs["depth"]
     logits = tf.image.resize(logits, (32, 48)).numpy()
     depth = tf.image.resize(depth, (32, 48)).numpy()[..., 0]
     np.testing.assert_allclose(served["probabilities"], tf.nn.softmax(logits).numpy(), atol=1e-5)
@@ -160,7 +164,8 @@ def test_the_prediction_panels_show_both_heads(depth_run):
     panels = PredictionPanels(examples, lambda images: normalize(images, "unit"), [[0, 0, 0], [255, 200, 0]])
     rendered = panels.render(load_trained_model(depth_run / "model.keras"))
     assert rendered.shape == (2, 24, 5 * 36, 3)
-    image, _, depth = examples[0]
+    image, _, targets = examples[0]
+    depth = targets["depth"]
     np.testing.assert_array_equal(rendered[0, :, :36], image[..., 3:])  # the composite
     np.testing.assert_array_equal(rendered[0, :, 3 * 36:4 * 36], depth_preview(depth, depth.min(), depth.max()))
 

@@ -7,7 +7,7 @@ from data_fixtures import make_kitti, make_voc, random_image, save_jpeg, save_pn
 
 from tfseg.config import DataConfig, load_config
 from tfseg.data.labels import VOID
-from tfseg.data.sources import SOURCES, make_source
+from tfseg.data.sources import SOURCES, example_parts, make_source
 
 SCENES = {"height": 24, "width": 32, "num_train": 4, "num_val": 2, "num_test": 2}
 
@@ -60,10 +60,12 @@ def test_every_source_keeps_the_contract(name, tmp_path):
         assert len(ids) == len(set(ids)) == source.num_examples(split) > 0, split
         examples = list(source.dataset(split).as_numpy_iterator())
         assert len(examples) == len(ids), split
-        for image, label, *depth in examples:
+        for example in examples:
+            assert len(example) == (3 if source.targets else 2)
+            image, label, targets = example_parts(example)
             assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == channels
             assert label.dtype == np.uint8 and label.shape == image.shape[:2]
             assert set(np.unique(label).tolist()) <= set(range(num_classes)) | {VOID}
-            assert len(depth) == int(source.has_depth)
-            for depth_map in depth:
-                assert depth_map.dtype == np.float32 and depth_map.shape == label.shape
+            assert tuple(targets) == source.targets
+            for target in targets.values():
+                assert target.dtype == np.float32 and target.shape == label.shape

@@ -28,6 +28,7 @@ import numpy as np
 
 from tfseg.data.check import pipeline_error_reason
 from tfseg.errors import UserError
+from tfseg.heads import DEPTH
 from tfseg.depth import depth_error_sums, depth_scores
 from tfseg.metrics import RoadCurve, confusion_matrix, positive_class_scores, scores
 from tfseg.predictions import PREDICTION_FORMATS, image_id_of, quantize_probability
@@ -86,8 +87,8 @@ def split_names(source, split: str) -> list[str]:
     return [split]
 
 
-def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """``(id, image uint8 [H, W, C], label uint8 [H, W], depth float32 [H, W] or None)`` at
+def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray, dict]]:
+    """``(id, image uint8 [H, W, C], label uint8 [H, W], {target name: float32 [H, W]})`` at
     the original size, in order.
 
     An image or label that cannot be decoded, or a label of another size than its image,
@@ -95,15 +96,17 @@ def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray, 
     """
     import tensorflow as tf
 
+    from tfseg.data.sources import example_parts
+
     for name in split_names(source, split):
         decoded = source.dataset(name).as_numpy_iterator()
         for image_id in source.ids(name):
             try:
-                image, label, *depth = next(decoded)
+                image, label, targets = example_parts(next(decoded))
             except tf.errors.OpError as err:
                 raise UserError(f"{source.name} image {image_id} ({name} split): {pipeline_error_reason(err)}; "
                                 "`tfseg data check` lists every bad file") from None
-            yield image_id, image, label, depth[0] if depth else None
+            yield image_id, image, label, targets
 
 
 def score_model(predict: Callable, source, split: str, progress: bool = True) -> dict:
@@ -113,7 +116,7 @@ def score_model(predict: Callable, source, split: str, progress: bool = True) ->
 
     scorer = Scorer(source.class_names)
     total = sum(source.num_examples(name) for name in split_names(source, split))
-    for _, image, label, depth in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
+    for _, image, label, targets in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
                                        unit="img", disable=not progress):
         outputs = predict(image[np.newaxis])
         classes = np.asarray(outputs["classes"])[0]
@@ -121,8 +124,8 @@ def score_model(predict: Callable, source, split: str, progress: bool = True) ->
         if scorer.road is not None:
             probability = quantize_probability(np.asarray(outputs["probabilities"])[0, ..., 1])
         scorer.add(label, classes, probability)
-        if depth is not None and "depth" in outputs:
-            scorer.add_depth(depth, np.asarray(outputs["depth"])[0])
+        if DEPTH in targets and DEPTH in outputs:
+            scorer.add_depth(targets[DEPTH], np.asarray(outputs[DEPTH])[0])
     return scorer.result()
 
 

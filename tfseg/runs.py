@@ -52,9 +52,11 @@ def metrics_path(run_dir: Path, split: str) -> Path:
 
 
 def custom_objects() -> dict:
-    """What Keras needs to load a tfseg ``.keras`` file: the losses and streaming metrics."""
+    """What Keras needs to load a tfseg ``.keras`` file: the losses and streaming metrics
+    (tfseg's layers register themselves when their module is imported, here)."""
     from tfseg import losses
     from tfseg.metrics import MeanIoU, PixelAccuracy
+    from tfseg.models import custom_layers  # noqa: F401
 
     return {**losses.custom_objects(), "MeanIoU": MeanIoU, "PixelAccuracy": PixelAccuracy}
 
@@ -82,10 +84,12 @@ class Run:
         """The best model (``model.keras``), as trained (its precision policy included)."""
         if not self.model_path.is_file():
             raise UserError(f"run directory {self.directory}: has no {MODEL_FILE}; has its training finished?")
+        from tfseg.heads import LOGITS, named_outputs
+
         model = load_trained_model(self.model_path)
         # The files of a run must describe the same model: one edited by hand, or copied
         # from another run, is named here rather than failing deep inside Keras.
-        classes, channels = model.outputs[0].shape[-1], model.inputs[0].shape[-1]
+        classes, channels = named_outputs(model.output)[LOGITS].shape[-1], model.inputs[0].shape[-1]
         if classes != len(self.class_names):
             raise UserError(f"run directory {self.directory}: {LABELS_FILE} names {len(self.class_names)} classes "
                             f"but {MODEL_FILE} predicts {classes}; restore {LABELS_FILE} as training wrote it")

@@ -136,13 +136,13 @@ def random_clahe(image, seed, probability, clip_limit, tile_grid_size):
     return tf.cond(_uniform(seed, 0.0, 1.0) < probability, equalize, lambda: image)
 
 
-def augment(image, label, seed, config: AugmentConfig, depth=None):
+def augment(image, label, seed, config: AugmentConfig, targets: dict | None = None):
     """Applies the augmentations switched on in ``config``, each with its own derived seed.
 
-    Order: colour (on the original pixels), scale, rotation, crop/pad, flip. A ``depth``
-    map (float32 ``[H, W]``) moves with the image, resampled bilinearly like it; where the
-    transform leaves no label (void), it is 0: no depth. Returns ``(image, label)``, or
-    ``(image, label, depth)`` with a depth map.
+    Order: colour (on the original pixels), scale, rotation, crop/pad, flip. ``targets``
+    (``{name: float32 [H, W]}``, e.g. a depth map) move with the image, resampled
+    bilinearly like it; where the transform leaves no label (void), they are 0: unknown.
+    Returns ``(image, label)``, or ``(image, label, targets)`` with targets.
     """
     seeds = tf.random.experimental.stateless_split(seed, num=6)
     image = tf.cast(image, tf.float32)
@@ -151,8 +151,9 @@ def augment(image, label, seed, config: AugmentConfig, depth=None):
                              config.clahe_clip_limit, tuple(config.clahe_tile_grid))
     if config.brightness or config.contrast or config.saturation or config.hue:
         image = random_colour(image, seeds[1], config)
-    if depth is not None:  # one more channel for the geometric transforms (zero fill)
-        image = tf.concat([image, tf.cast(depth, tf.float32)[..., None]], axis=-1)
+    names = sorted(targets or {})
+    if names:  # more channels for the geometric transforms (zero fill)
+        image = tf.concat([image] + [tf.cast(targets[name], tf.float32)[..., None] for name in names], axis=-1)
     if config.scale_range:
         image, label = random_scale(image, label, seeds[2], config.scale_range)
     if config.rotation_degrees:
@@ -161,7 +162,7 @@ def augment(image, label, seed, config: AugmentConfig, depth=None):
         image, label = random_crop_or_pad(image, label, seeds[4], config.crop_size)
     if config.horizontal_flip:
         image, label = random_horizontal_flip(image, label, seeds[5])
-    if depth is None:
+    if not names:
         return image, label
-    image, depth = image[..., :-1], image[..., -1]
-    return image, label, tf.where(label == VOID, 0.0, depth)
+    maps, image = image[..., -len(names):], image[..., :-len(names)]
+    return image, label, {name: tf.where(label == VOID, 0.0, maps[..., i]) for i, name in enumerate(names)}

@@ -58,7 +58,7 @@ class FileSource:
     palette: np.ndarray
     splits: tuple[str, ...] = ()
     input_groups: tuple[str, ...] = ("image",)
-    has_depth = False
+    targets: tuple[str, ...] = ()
     root: str | os.PathLike = ""  # where the files are, for messages
 
     def __init__(self):

@@ -15,36 +15,40 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfseg.config import DataConfig
+from tfseg.config import AugmentConfig, DataConfig
 from tfseg.data.augment import augment, resize_nearest_2d
 from tfseg.data.labels import VOID
 from tfseg.data.preprocess import equalize, normalize, resize_image
-from tfseg.data.sources import Source
+from tfseg.data.sources import Source, example_parts, with_targets
 
 
-def pad_batch_to_multiple(images: tf.Tensor, labels: tf.Tensor, multiple: int, *depth: tf.Tensor):
-    """Pads ``[B, H, W, C]`` images (with 0), ``[B, H, W]`` labels (with void) and depth maps
-    (with 0: no depth) at the bottom and right so that H and W are multiples of ``multiple``."""
+def pad_batch_to_multiple(batch: tuple, multiple: int) -> tuple:
+    """Pads a batch's ``[B, H, W, C]`` images (with 0), ``[B, H, W]`` labels (with void) and
+    ``[B, H, W]`` targets (with 0: unknown) at the bottom and right so that H and W are
+    multiples of ``multiple``."""
+    images, labels, targets = example_parts(batch)
     height, width = tf.shape(labels)[1], tf.shape(labels)[2]
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     images = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
     labels = tf.pad(labels, [[0, 0], [0, pad_h], [0, pad_w]], constant_values=VOID)
-    return (images, labels, *(tf.pad(d, [[0, 0], [0, pad_h], [0, pad_w]]) for d in depth))
+    return with_targets(images, labels, {name: tf.pad(target, [[0, 0], [0, pad_h], [0, pad_w]])
+                                         for name, target in targets.items()})
 
 
 def cached_examples(source: Source, split: str, config: DataConfig) -> tf.data.Dataset:
-    """Unbatched ``(image uint8 [H, W, C], label uint8 [H, W])`` (and ``depth float32 [H, W]``
-    from a source with depth) after the deterministic work: the steps of
-    :func:`tfseg.data.preprocess.network_input` before normalisation. Depth maps are
-    resized with nearest neighbour, like labels: no depth is invented between an object
-    and what lies behind it."""
+    """Unbatched ``(image uint8 [H, W, C], label uint8 [H, W])`` (and the source's targets,
+    :func:`tfseg.data.sources.example_parts`) after the deterministic work: the steps of
+    :func:`tfseg.data.preprocess.network_input` before normalisation. Targets are resized
+    with nearest neighbour, like labels: no depth is invented between an object and what
+    lies behind it."""
 
-    def deterministic(image, label, *depth):
+    def deterministic(*example):
+        image, label, targets = example_parts(example)
         if config.resize:
             image = resize_image(image, config.resize)
             label = resize_nearest_2d(label, config.resize)
-            depth = [resize_nearest_2d(d, config.resize) for d in depth]
-        return (equalize(image, config.preprocess, config.preprocess.clahe_backend), label, *depth)
+            targets = {name: resize_nearest_2d(target, config.resize) for name, target in targets.items()}
+        return with_targets(equalize(image, config.preprocess, config.preprocess.clahe_backend), label, targets)
 
     ds = source.dataset(split).map(deterministic, num_parallel_calls=tf.data.AUTOTUNE)
     if config.cache == "memory":
@@ -52,6 +56,12 @@ def cached_examples(source: Source, split: str, config: DataConfig) -> tf.data.D
     elif config.cache:
         ds = ds.cache(f"{config.cache}_{split}")
     return ds
+
+
+def augmented(example: tuple, seed, config: AugmentConfig) -> tuple:
+    """:func:`tfseg.data.augment.augment` of an example, its targets included."""
+    image, label, targets = example_parts(example)
+    return augment(image, label, seed, config, targets)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -62,8 +72,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def build_dataset(source: Source, split: str, config: DataConfig, batch_size: int,
                   training: bool, seed: int = 0, stride: int = 1, epoch: int = 0,
                   skip_batches: int = 0, cached: tf.data.Dataset | None = None) -> tf.data.Dataset:
-    """Batches of ``(images float32 [B, H, W, C], labels uint8 [B, H, W])``, and ``depth
-    float32 [B, H, W]`` (0: no depth) from a source with depth.
+    """Batches of ``(images float32 [B, H, W, C], labels uint8 [B, H, W])``, and the source's
+    targets ``{name: float32 [B, H, W]}`` (0: unknown) as a third element.
 
     ``training`` switches on shuffling, augmentation and infinite repetition; evaluation
     datasets are one ordered pass that keeps the last, smaller batch. Images of different
@@ -83,15 +93,17 @@ def build_dataset(source: Source, split: str, config: DataConfig, batch_size: in
         ds = ds.shuffle(buffer, seed=stream_seed, reshuffle_each_iteration=True).repeat()
         seeds = tf.data.Dataset.random(seed=stream_seed).batch(2, drop_remainder=True)
         ds = tf.data.Dataset.zip(ds, seeds).skip(skip_batches * batch_size).map(
-            lambda example, pair: augment(example[0], example[1], pair, config.augment, *example[2:]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    ds = ds.map(lambda image, label, *depth: (normalize(image, config.preprocess.normalization), label, *depth),
-                num_parallel_calls=tf.data.AUTOTUNE)
-    padding = (0.0, tf.constant(VOID, tf.uint8)) + ((0.0,) if source.has_depth else ())
+            lambda example, pair: augmented(example, pair, config.augment), num_parallel_calls=tf.data.AUTOTUNE)
+
+    def normalized(*example):
+        image, label, targets = example_parts(example)
+        return with_targets(normalize(image, config.preprocess.normalization), label, targets)
+
+    ds = ds.map(normalized, num_parallel_calls=tf.data.AUTOTUNE)
+    padding = with_targets(0.0, tf.constant(VOID, tf.uint8), {name: 0.0 for name in source.targets})
     ds = ds.padded_batch(batch_size, padding_values=padding, drop_remainder=training)
     if stride > 1:
-        ds = ds.map(lambda images, labels, *depth: pad_batch_to_multiple(images, labels, stride, *depth))
+        ds = ds.map(lambda *batch: pad_batch_to_multiple(batch, stride))
     options = tf.data.Options()
     options.deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

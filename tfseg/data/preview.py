@@ -9,10 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.config import DataConfig
-from tfseg.data.augment import augment
 from tfseg.data.check import pipeline_error
 from tfseg.data.labels import colorize
-from tfseg.data.pipeline import cached_examples
+from tfseg.data.pipeline import augmented, cached_examples
 from tfseg.data.sources import make_source
 from tfseg.viz import overlay, save_grid
 
@@ -26,7 +25,7 @@ def augmented_examples(config: DataConfig, count: int, seed: int = 0):
     ds = ds.shuffle(min(config.shuffle_buffer, 256), seed=seed)
     seeds = tf.data.Dataset.random(seed=seed).batch(2, drop_remainder=True)
     ds = tf.data.Dataset.zip(ds, seeds).map(
-        lambda example, pair: augment(example[0], example[1], pair, config.augment, *example[2:]))
+        lambda example, pair: augmented(example, pair, config.augment))
     examples = iter(ds.take(count))
     while True:
         try:

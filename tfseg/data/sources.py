@@ -23,6 +23,7 @@ from tfseg.data.folder import FolderSource
 from tfseg.data.kitti_road import KittiRoadSource
 from tfseg.data.voc import Voc2007Source, Voc2012Source, VocAugSource
 from tfseg.errors import UserError
+from tfseg.heads import DEPTH
 
 
 class Source(Protocol):
@@ -35,8 +36,9 @@ class Source(Protocol):
     # The RGB images stacked along the channels of every input, in order: ("image",) for
     # photos, ("background", "composite") for a pair (6 channels).
     input_groups: tuple[str, ...]
-    # Whether examples also carry a depth map (a third element, float32 [H, W] metres).
-    has_depth: bool
+    # The maps each example carries for heads beyond the classes, by head name
+    # (tfseg.heads): () or ("depth",) (float32 [H, W] metres). 0 marks an unknown value.
+    targets: tuple[str, ...]
 
     def num_examples(self, split: str) -> int: ...
 
@@ -44,13 +46,27 @@ class Source(Protocol):
         """The split's image ids, in the order of :meth:`dataset`."""
 
     def dataset(self, split: str) -> tf.data.Dataset:
-        """Unbatched ``(image uint8 [H, W, 3 len(input_groups)], label uint8 [H, W])`` (and
-        ``depth float32 [H, W]`` with ``has_depth``) in a fixed order, at the images' own
-        size; images without ground truth come with all-void labels."""
+        """Unbatched ``(image uint8 [H, W, 3 len(input_groups)], label uint8 [H, W])`` in a
+        fixed order, at the images' own size; images without ground truth come with
+        all-void labels. With :attr:`targets`, each example is ``(image, label, {name: map})``
+        (:func:`example_parts`)."""
 
     def split_record(self) -> dict | None:
         """The seeded train/val split, for a split file (:mod:`tfseg.data.splits`); None
         where the split is fixed (official lists, generated data)."""
+
+
+def example_parts(example: tuple) -> tuple:
+    """``(image, label, targets)`` of an example or batch, ``targets`` the dict of the maps
+    for heads beyond the classes (empty for a source without :attr:`Source.targets`)."""
+    image, label, *rest = example
+    return image, label, (rest[0] if rest else {})
+
+
+def with_targets(image, label, targets: dict) -> tuple:
+    """The example (or batch) of :func:`example_parts`' parts: ``(image, label)``, or
+    ``(image, label, targets)`` when there are targets."""
+    return (image, label, targets) if targets else (image, label)
 
 
 class GeneratedSource:
@@ -63,11 +79,11 @@ class GeneratedSource:
 
     splits = ("train", "val", "test")
     input_groups: tuple[str, ...] = ("image",)
-    has_depth = False
+    targets: tuple[str, ...] = ()
 
     def example(self, split: str, index: int) -> tuple:
-        """``(image uint8 [H, W, 3 k], label uint8 [H, W])`` of example ``index`` of ``split``,
-        and ``depth float32 [H, W]`` with ``has_depth``."""
+        """``(image uint8 [H, W, 3 k], label uint8 [H, W], *maps)`` of example ``index`` of
+        ``split``: one float32 ``[H, W]`` map per name in :attr:`targets`, in its order."""
         raise NotImplementedError
 
     def num_examples(self, split: str) -> int:
@@ -89,12 +105,12 @@ class GeneratedSource:
             return self.example(split, int(index))
 
         def to_example(index):
-            dtypes = [tf.uint8, tf.uint8] + ([tf.float32] if self.has_depth else [])
-            image, *maps = tf.numpy_function(generate, [index], dtypes, stateful=False)
+            dtypes = [tf.uint8, tf.uint8] + [tf.float32] * len(self.targets)
+            image, label, *maps = tf.numpy_function(generate, [index], dtypes, stateful=False)
             image.set_shape((c.height, c.width, 3 * len(self.input_groups)))
-            for map_ in maps:
+            for map_ in (label, *maps):
                 map_.set_shape((c.height, c.width))
-            return (image, *maps)
+            return with_targets(image, label, dict(zip(self.targets, maps, strict=True)))
 
         indices = tf.data.Dataset.range(self.num_examples(split))
         return indices.map(to_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -127,7 +143,7 @@ class FgbgSource(GeneratedSource):
     def __init__(self, config: DataConfig):
         self.config = config.fgbg
         self.input_groups = ("background", "composite") if self.config.inputs == "pair" else ("image",)
-        self.has_depth = self.config.depth
+        self.targets = (DEPTH,) if self.config.depth else ()
 
     def example(self, split: str, index: int) -> tuple:
         c = self.config

@@ -24,7 +24,7 @@ class TfdsSource:
     """``(image uint8 [H, W, 3], label uint8 [H, W])`` from prepared TFDS records."""
 
     input_groups = ("image",)
-    has_depth = False
+    targets: tuple[str, ...] = ()
 
     def __init__(self, config: DataConfig):
         self.config = config

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from keras import layers
 
+from tfseg.heads import DEPTH, LOGITS
 from tfseg.models.custom_layers import Scale
 
 
@@ -23,27 +24,24 @@ def conv_block(x, filters: int, name: str, batch_norm: bool = False, residual: b
     return x
 
 
-def classifier(x, num_classes: int, name: str = "logits"):
+def classifier(x, num_classes: int, name: str = LOGITS):
     """The 1x1 convolution to class logits, kept in float32 under mixed precision."""
     return layers.Conv2D(num_classes, 1, dtype="float32", name=name)(x)
 
 
-def heads(x, num_classes: int, depth_head: bool = False, depth_range: float = 10.0):
-    """The model's outputs from its last features: the class logits, and with
-    ``depth_head`` also a depth map ``[B, H, W, 1]`` float32 from its own 1x1 convolution:
-    ``[logits, depth]``. The depth is ``depth_range`` x a sigmoid, in metres: bounded, it
-    starts at half the range everywhere, and the range scales the optimiser's steps to
-    metres (a plain linear output would crawl from 0 towards depths of several metres)."""
-    logits = classifier(x, num_classes)
-    if not depth_head:
-        return logits
+def depth_head(x, depth_range: float):
+    """A depth map ``[B, H, W, 1]`` float32 in metres from the last features: ``depth_range``
+    x a sigmoid of a 1x1 convolution. Bounded, it starts at half the range everywhere, and
+    the range scales the optimiser's steps to metres (a plain linear output would crawl from
+    0 towards depths of several metres)."""
     unit = layers.Conv2D(1, 1, activation="sigmoid", dtype="float32", name="depth_unit")(x)
-    return [logits, Scale(depth_range, dtype="float32", name="depth")(unit)]
+    return Scale(depth_range, dtype="float32", name=DEPTH)(unit)
 
 
-def split_outputs(outputs) -> tuple:
-    """``(logits, depth or None)`` of a model's outputs: the logits alone, or ``[logits,
-    depth]`` from a model with a depth head (:func:`heads`)."""
-    if isinstance(outputs, (list, tuple)):
-        return outputs[0], outputs[1]
-    return outputs, None
+def heads(x, num_classes: int, depth: bool = False, depth_range: float = 10.0):
+    """The model's outputs from its last features: the logits alone, or with ``depth`` the
+    dict ``{"logits", "depth"}``."""
+    logits = classifier(x, num_classes)
+    if not depth:
+        return logits
+    return {LOGITS: logits, DEPTH: depth_head(x, depth_range)}

@@ -53,9 +53,9 @@ def unet(
       upsampling: "transpose" (2x2 transposed convolution, as in the paper) or
         "bilinear" (bilinear resize followed by a 2x2 convolution).
       depth_head: also output a depth map ``[B, H, W, 1]`` (float32, metres) from the last
-        decoder features: the model returns ``[logits, depth]``.
+        decoder features: the model returns ``{"logits", "depth"}``.
       depth_range: the depth head's largest depth, metres (see
-        :func:`tfseg.models.blocks.heads`).
+        :func:`tfseg.models.blocks.depth_head`).
     """
     if upsampling not in ("transpose", "bilinear"):
         raise ValueError(f"upsampling must be 'transpose' or 'bilinear', got {upsampling!r}")

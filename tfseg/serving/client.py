@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tfseg.errors import UserError
+from tfseg.heads import DEPTH
 from tfseg.serving.layout import METADATA_FILE, saved_model_dir
 
 
@@ -36,7 +37,7 @@ class SegmentationModel:
             raise UserError(f"model {path}: {METADATA_FILE} is unreadable ({err})") from None
         self.path = path
         self.has_probabilities = "probabilities" in self.metadata.get("outputs", ["probabilities"])
-        self.has_depth = "depth" in self.metadata.get("outputs", [])
+        self.has_depth = DEPTH in self.metadata.get("outputs", [])
         try:
             self._loaded = tf.saved_model.load(str(path))  # kept referenced: it owns the variables
         except Exception as err:  # protobuf's DecodeError, TensorFlow's errors, OSError...

@@ -42,6 +42,7 @@ from tfseg.config import DataConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
 from tfseg.models import model_stride
+from tfseg.heads import LOGITS, output_names
 from tfseg.runs import Run
 from tfseg.serving.graph import (BYTES_INPUT, make_bytes_inference_fn, make_inference_fn, make_network_fn,
                                  make_network_input_fn, network_input_spec, serving_input)
@@ -86,7 +87,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
                     "resize": list(data_config.resize),
                     "preprocess": dataclasses.asdict(data_config.preprocess), "stride": stride,
                     "outputs": (["classes"] + (["probabilities"] if probabilities else [])
-                                + (["depth"] if len(model.outputs) == 2 else [])),
+                                + [name for name in output_names(model) if name != LOGITS]),
                     "inputs": list(input_groups), **(extra or {})}
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))

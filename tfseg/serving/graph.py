@@ -19,7 +19,7 @@ import tensorflow as tf
 from tfseg.config import DataConfig, ModelConfig
 from tfseg.data.preprocess import network_input, pad_to_multiple
 from tfseg.models import build_model
-from tfseg.models.blocks import split_outputs
+from tfseg.heads import DEPTH, LOGITS, named_outputs
 
 # A batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
 BYTES_INPUT = tf.TensorSpec([None], tf.string, name="image_bytes")
@@ -51,8 +51,7 @@ def make_network_fn(model: keras.Model):
     ``[N, h, w, num_classes]``: the network alone, for segmenting a big image in tiles."""
 
     def network_fn(x):
-        logits, _ = split_outputs(model(x, training=False))
-        return tf.cast(logits, tf.float32)
+        return tf.cast(named_outputs(model(x, training=False))[LOGITS], tf.float32)
 
     return network_fn
 
@@ -72,7 +71,7 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = network_input(images, data_config)
         net_height, net_width = tf.shape(x)[1], tf.shape(x)[2]
-        logits, depth = split_outputs(model(pad_to_multiple(x, stride), training=False))
+        heads = named_outputs(model(pad_to_multiple(x, stride), training=False))
 
         def back_to_image(maps):
             maps = tf.cast(maps, tf.float32)[:, :net_height, :net_width, :]
@@ -80,12 +79,12 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
                 maps = tf.image.resize(maps, tf.stack([height, width]), method="bilinear")
             return maps
 
-        logits = back_to_image(logits)
+        logits = back_to_image(heads[LOGITS])
         outputs = {"classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8)}
         if probabilities:
             outputs["probabilities"] = tf.nn.softmax(logits, axis=-1)
-        if depth is not None:
-            outputs["depth"] = back_to_image(depth)[..., 0]
+        if DEPTH in heads:
+            outputs[DEPTH] = back_to_image(heads[DEPTH])[..., 0]
         return outputs
 
     return inference_fn

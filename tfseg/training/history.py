@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from tfseg.data.labels import colorize
 from tfseg.fileio import write_text
-from tfseg.models.blocks import split_outputs
+from tfseg.data.sources import example_parts
+from tfseg.heads import DEPTH, LOGITS, named_outputs
 from tfseg.runs import CURVES_FILE, HISTORY_FILE, TENSORBOARD_DIR
 from tfseg.training.tracking import WandbTracker
 from tfseg.viz import depth_preview, plot_curves
@@ -35,18 +36,19 @@ PREVIEW_IMAGES = 4
 class PredictionPanels:
     """A fixed set of validation examples, and ``[image | truth | prediction]`` panels of them.
 
-    ``examples``: ``(image uint8 [H, W, 3 k], label uint8 [H, W])`` (and ``depth float32
-    [H, W]``) as cached for training; ``network_input(images uint8 [N, H, W, 3 k])`` gives the
+    ``examples``: ``(image uint8 [H, W, 3 k], label uint8 [H, W])`` (and targets,
+    :func:`tfseg.data.sources.example_parts`) as cached for training; ``network_input(images uint8 [N, H, W, 3 k])`` gives the
     network's input for them. Of stacked RGB images, the panel shows the last (a pair's
     composite); a model with a depth head adds ``| true depth | predicted depth``, coloured
     over the true depths' range.
     """
 
     def __init__(self, examples, network_input, palette):
-        self.inputs = [network_input(example[0][None]) for example in examples]
-        self.images = [example[0][..., -3:] for example in examples]
-        self.labels = [example[1] for example in examples]
-        self.depths = [example[2] if len(example) > 2 else None for example in examples]
+        parts = [example_parts(example) for example in examples]
+        self.inputs = [network_input(image[None]) for image, _, _ in parts]
+        self.images = [image[..., -3:] for image, _, _ in parts]
+        self.labels = [label for _, label, _ in parts]
+        self.depths = [targets.get(DEPTH) for _, _, targets in parts]
         self.palette = np.asarray(palette, np.uint8)
 
     def render(self, model) -> np.ndarray:
@@ -54,7 +56,8 @@ class PredictionPanels:
         to the largest)."""
         panels = []
         for image, label, depth, x in zip(self.images, self.labels, self.depths, self.inputs):
-            logits, predicted_depth = split_outputs(model(x, training=False))
+            outputs = named_outputs(model(x, training=False))
+            logits, predicted_depth = outputs[LOGITS], outputs.get(DEPTH)
             height, width = image.shape[:2]
             prediction = np.asarray(logits, np.float32)[0, :height, :width].argmax(-1).astype(np.uint8)
             columns = [image, colorize(label, self.palette), colorize(prediction, self.palette)]
@@ -69,9 +72,6 @@ class PredictionPanels:
 
 COLUMNS = ("epoch", "learning_rate", "loss", "miou", "pixel_accuracy",
            "val_loss", "val_miou", "val_pixel_accuracy")
-# A model with a depth head adds these (tfseg.depth.DepthMetrics).
-DEPTH_COLUMNS = tuple(prefix + key for prefix in ("", "val_")
-                      for key in ("depth_loss", "depth_rmse", "depth_abs_rel", "depth_delta1"))
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -117,8 +117,10 @@ class History:
             self.tracker.images(epoch, panels)
 
     def append(self, epoch: int, logs: dict[str, float]) -> None:
-        row = {"epoch": str(epoch), **{key: repr(float(logs[key])) for key in (COLUMNS + DEPTH_COLUMNS)[1:]
-                                       if key in logs}}
+        # The columns every run has first, then those of the model's other heads (e.g.
+        # depth_loss, depth_rmse, ..., val_depth_loss, ...) in the order they are logged.
+        keys = [key for key in COLUMNS[1:] if key in logs] + [key for key in logs if key not in COLUMNS]
+        row = {"epoch": str(epoch), **{key: repr(float(logs[key])) for key in keys}}
         self.rows.append(row)
         self._write_csv()
         if not self.is_writer:
@@ -137,8 +139,10 @@ class History:
         if not self.is_writer:
             return
         text = io.StringIO()
-        depth = any(key in row for row in self.rows for key in DEPTH_COLUMNS)
-        writer = csv.DictWriter(text, fieldnames=COLUMNS + (DEPTH_COLUMNS if depth else ()), lineterminator="\n")
+        fields = list(COLUMNS)
+        for row in self.rows:
+            fields += [key for key in row if key not in fields]
+        writer = csv.DictWriter(text, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
         write_text(self.csv_path, text.getvalue())

@@ -33,9 +33,9 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from tfseg.depth import DepthMetrics
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
+from tfseg.heads import LOGITS, named_outputs
 from tfseg.metrics import MeanIoU, PixelAccuracy
 from tfseg.training.checkpoints import Position, TrainingCheckpoints, all_finite
 from tfseg.training.history import History, PredictionPanels
@@ -102,27 +102,38 @@ class EpochEnd:
         return self.early is not None and self.early.update(score)
 
 
+@dataclass(frozen=True)
+class HeadObjective:
+    """How a head beyond the classes trains: ``loss(target, output)`` against the batch's
+    target of the head's name, added to the objective and logged as ``{name}_loss``, and a
+    streaming metric of the same pair (``make_metric()`` builds it in the strategy's scope;
+    its ``result()`` may be a dict of named values)."""
+
+    loss: keras.losses.Loss
+    make_metric: Callable[[], keras.metrics.Metric]
+
+
 class Trainer:
     """Distributed train and evaluation steps of one model, with streaming metrics.
 
     Build it inside nothing: it enters ``strategy.scope()`` itself. ``loss(labels, logits)``
-    returns the mean over the valid pixels of a replica's batch. With ``depth_loss``
-    (``loss(depth, predicted_depth)``), the model has a depth head (it returns ``[logits,
-    depth]``), batches are ``(images, labels, depth)``, the objective is the sum of both
-    losses, and the depth loss and errors (:class:`tfseg.depth.DepthMetrics`) are logged too.
+    returns the mean over the valid pixels of a replica's batch. ``heads`` name the model's
+    outputs beyond the logits (:mod:`tfseg.heads`) and how each trains: batches are then
+    ``(images, labels, {name: target})``, and the objective is the sum of every loss.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss,
                  num_classes: int, strategy: tf.distribute.Strategy, jit_compile: bool,
-                 depth_loss: keras.losses.Loss | None = None):
+                 heads: dict[str, HeadObjective] | None = None):
         self.model, self.optimizer, self.loss, self.strategy = model, optimizer, loss, strategy
-        self.depth_loss = depth_loss
+        self.heads = dict(heads or {})
         with strategy.scope():
             optimizer.build(model.trainable_variables)
             self.metrics = {"loss": keras.metrics.Mean(name="loss"),
                             "miou": MeanIoU(num_classes), "pixel_accuracy": PixelAccuracy(num_classes)}
-            if depth_loss is not None:
-                self.metrics.update(depth_loss=keras.metrics.Mean(name="depth_loss"), depth=DepthMetrics())
+            for name, head in self.heads.items():
+                self.metrics[f"{name}_loss"] = keras.metrics.Mean(name=f"{name}_loss")
+                self.metrics[name] = head.make_metric()
         train_replica = tf.function(self._replica_train_step, jit_compile=jit_compile, reduce_retracing=True)
         eval_replica = tf.function(self._replica_eval_step, jit_compile=jit_compile, reduce_retracing=True)
         self.train_step = tf.function(lambda batch: self._run(train_replica, batch), reduce_retracing=True)
@@ -132,16 +143,17 @@ class Trainer:
         per_replica = self.strategy.run(replica_step, args=batch)
         return self.strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None)
 
-    def _objective_and_metrics(self, outputs, labels, depth):
-        """The replica's loss of ``outputs`` against ``labels`` (and ``depth``, a tuple of
-        none or one map); updates the metrics with them."""
-        logits, predicted_depth = outputs if self.depth_loss is not None else (outputs, None)
+    def _objective_and_metrics(self, outputs, labels, targets):
+        """The replica's loss of ``outputs`` against ``labels`` and ``targets`` (by head
+        name); updates the metrics with them."""
+        outputs = named_outputs(outputs)
+        logits = outputs[LOGITS]
         loss = self.loss(labels, logits)
-        if self.depth_loss is not None:
-            depth_loss = self.depth_loss(depth[0], predicted_depth)
-            loss = loss + depth_loss
-            self.metrics["depth_loss"].update_state(depth_loss)
-            self.metrics["depth"].update_state(depth[0], predicted_depth)
+        for name, head in self.heads.items():
+            head_loss = head.loss(targets[name], outputs[name])
+            loss = loss + head_loss
+            self.metrics[f"{name}_loss"].update_state(head_loss)
+            self.metrics[name].update_state(targets[name], outputs[name])
         if self.model.losses:  # weight regularisers
             loss = loss + tf.cast(tf.add_n(self.model.losses), loss.dtype)
         self.metrics["loss"].update_state(loss)
@@ -149,10 +161,10 @@ class Trainer:
         self.metrics["pixel_accuracy"].update_state(labels, logits)
         return loss
 
-    def _replica_train_step(self, images, labels, *depth):
+    def _replica_train_step(self, images, labels, targets=None):
         with tf.GradientTape() as tape:
             outputs = self.model(images, training=True)
-            loss = self._objective_and_metrics(outputs, labels, depth)
+            loss = self._objective_and_metrics(outputs, labels, targets)
             scaled = loss / self.strategy.num_replicas_in_sync
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 scaled = self.optimizer.scale_loss(scaled)
@@ -160,8 +172,8 @@ class Trainer:
         self.optimizer.apply(gradients, self.model.trainable_variables)
         return loss
 
-    def _replica_eval_step(self, images, labels, *depth):
-        return self._objective_and_metrics(self.model(images, training=False), labels, depth)
+    def _replica_eval_step(self, images, labels, targets=None):
+        return self._objective_and_metrics(self.model(images, training=False), labels, targets)
 
     def sync_statistics(self) -> None:
         """Gives every replica the mean of the replicas' non-trainable statistics.

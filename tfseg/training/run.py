@@ -33,9 +33,10 @@ from tfseg.data.pipeline import build_dataset, cached_examples
 from tfseg.data.preprocess import normalize, pad_to_multiple
 from tfseg.data.sources import class_palette, make_source
 from tfseg.data.splits import write_split_record
-from tfseg.depth import make_depth_loss
+from tfseg.depth import DepthMetrics, make_depth_loss
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, check_writable, write_text
+from tfseg.heads import DEPTH
 from tfseg.models import build_model, check_options, model_stride
 from tfseg.runs import (BEST_FILE, CHECKPOINT_DIR, CLASS_WEIGHTS_FILE, CONFIG_FILE, MODEL_FILE, SPLIT_FILE,
                         earlier_changes, load_trained_model, prepare_run_dir, resolved_comment, write_config,
@@ -45,7 +46,7 @@ from tfseg.training.devices import (apply_precision, describe, is_chief, is_mult
                                     resolve_jit_compile)
 from tfseg.training.history import PREVIEW_IMAGES, History, PredictionPanels
 from tfseg.training.interrupts import StopRequest
-from tfseg.training.loop import InputError, LoopSettings, Trainer, run_loop
+from tfseg.training.loop import HeadObjective, InputError, LoopSettings, Trainer, run_loop
 from tfseg.training.schedules import make_optimizer
 from tfseg.training.stages import stage_data_config, stage_index
 from tfseg.training.tracking import open_tracker
@@ -105,13 +106,20 @@ def match_input_channels(config: RunConfig, source) -> None:
 def check_depth_settings(config: RunConfig, source) -> None:
     """A depth head needs depth maps and a depth loss; a depth loss needs a depth head."""
     head = bool(config.model.options.get("depth_head"))
-    if head and not source.has_depth:
+    if head and DEPTH not in source.targets:
         raise UserError(f"model.options.depth_head: the {source.name} data gives no depth maps"
                         + (" (set data.fgbg.depth: true)" if source.name == "fgbg" else ""))
     if head and not config.loss.depth_terms:
         raise UserError("model.options.depth_head: give its loss in loss.depth_terms, e.g. {l1: 1.0, ssim: 1.0}")
     if config.loss.depth_terms and not head:
         raise UserError("loss.depth_terms: the model has no depth head (model.options.depth_head: true)")
+
+
+def head_objectives(config: RunConfig) -> dict[str, HeadObjective]:
+    """How each head beyond the classes that the configured model has trains, by name."""
+    if not config.model.options.get("depth_head"):
+        return {}
+    return {DEPTH: HeadObjective(make_depth_loss(config.loss.depth_terms), DepthMetrics)}
 
 
 def train(config: RunConfig, verbose: int = 2,
@@ -186,8 +194,7 @@ def train(config: RunConfig, verbose: int = 2,
         optimizer, schedule = make_optimizer(t, steps, t.epochs, policy)
     class_weights = resolve_class_weights(config, source, run_dir, writer)
     loss = losses.make_loss(config.loss, num_classes, class_weights)
-    depth_loss = make_depth_loss(config.loss.depth_terms) if config.model.options.get("depth_head") else None
-    trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile, depth_loss)
+    trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile, head_objectives(config))
     checkpoints = TrainingCheckpoints(run_dir / CHECKPOINT_DIR, model, optimizer, is_writer=writer)
     print(f"{'going on with' if checkpoints.latest else 'starting'} run in {run_dir}")
     print(f"model {config.model.name}: {model.count_params():,} parameters, policy {policy}, "
