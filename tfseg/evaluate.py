@@ -27,9 +27,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from tfseg.data.check import pipeline_error_reason
+from tfseg.depth import depth_error_sums, depth_scores
 from tfseg.errors import UserError
 from tfseg.heads import DEPTH
-from tfseg.depth import depth_error_sums, depth_scores
 from tfseg.metrics import RoadCurve, confusion_matrix, positive_class_scores, scores
 from tfseg.predictions import PREDICTION_FORMATS, image_id_of, quantize_probability
 

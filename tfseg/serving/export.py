@@ -41,8 +41,8 @@ import keras
 from tfseg.config import DataConfig
 from tfseg.errors import UserError
 from tfseg.fileio import publish_mode
-from tfseg.models import model_stride
 from tfseg.heads import LOGITS, output_names
+from tfseg.models import model_stride
 from tfseg.runs import Run
 from tfseg.serving.graph import (BYTES_INPUT, make_bytes_inference_fn, make_inference_fn, make_network_fn,
                                  make_network_input_fn, network_input_spec, serving_input)

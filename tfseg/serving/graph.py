@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from tfseg.config import DataConfig, ModelConfig
 from tfseg.data.preprocess import network_input, pad_to_multiple
-from tfseg.models import build_model
 from tfseg.heads import DEPTH, LOGITS, named_outputs
+from tfseg.models import build_model
 
 # A batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
 BYTES_INPUT = tf.TensorSpec([None], tf.string, name="image_bytes")

@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.data.labels import colorize
-from tfseg.fileio import write_text
 from tfseg.data.sources import example_parts
+from tfseg.fileio import write_text
 from tfseg.heads import DEPTH, LOGITS, named_outputs
 from tfseg.runs import CURVES_FILE, HISTORY_FILE, TENSORBOARD_DIR
 from tfseg.training.tracking import WandbTracker
