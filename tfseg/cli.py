@@ -28,7 +28,7 @@ import traceback
 from pathlib import Path
 
 from tfseg import __version__
-from tfseg.arguments import ArgumentParser, positive_int
+from tfseg.arguments import ArgumentParser, non_negative_int, positive_int
 from tfseg.errors import UserError
 from tfseg.fileio import check_writable, write_text
 from tfseg.predictions import PREDICTION_FORMATS
@@ -84,18 +84,34 @@ def cmd_evaluate(args) -> int:
         check_writable(json_path, "--json")
     elif args.run_dir and Path(args.run_dir).is_dir():
         check_writable(json_path, "metrics file (--json writes them elsewhere)")
+    worst = None
+    if args.worst:
+        if json_path is None:
+            raise UserError("--worst draws its pictures beside the metrics: give --json too")
+        folder = json_path.with_name(f"{json_path.stem}_worst")
+        check_writable(folder, "--worst pictures", folder=True)
+        if folder.is_dir() and any(folder.iterdir()):
+            raise UserError(f"--worst pictures {folder}: exists and is not empty; move it away (nothing in it "
+                            "is overwritten) or give another --json")
+        from tfseg.evaluate import Worst
+
+        worst = Worst(args.worst, folder)
     from tfseg import evaluate
 
     if args.run_dir:
-        metrics = evaluate.evaluate_run(args.run_dir, args.split)
+        metrics = evaluate.evaluate_run(args.run_dir, args.split, worst=worst)
     elif args.model:
-        metrics = evaluate.evaluate_saved_model(args.model, data_config, args.split)
+        metrics = evaluate.evaluate_saved_model(args.model, data_config, args.split, worst=worst)
     else:
-        metrics = evaluate.evaluate_predictions(args.predictions, data_config, args.split, args.format)
+        metrics = evaluate.evaluate_predictions(args.predictions, data_config, args.split, args.format, worst=worst)
     print(evaluate.format_report(metrics))
     if json_path:
         picture = evaluate.write_report(metrics, json_path)
         print(f"wrote {json_path} and {picture}")
+    if "worst_images" in metrics:
+        print(f"drew the {len(metrics['worst_images'])} image(s) with the lowest BEV F1 in {worst.folder}")
+    elif worst is not None:
+        print("--worst: no pictures (the data has no calib/ for the bird's-eye view)")
     return 0
 
 
@@ -130,8 +146,9 @@ def cmd_predict(args) -> int:
         print(f"wrote {len(summary.written)} segmented frame(s) to {args.output}")
         return 1 if summary.failed else 0
     summary = predict_folder(args.model, main_input, args.output, overwrite=args.overwrite,
-                             probabilities=args.probabilities, recursive=args.recursive,
-                             tile=args.tile, batch_size=args.batch_size, stacked_with=stacked_with)
+                             probabilities=args.probabilities or args.kitti_submission, recursive=args.recursive,
+                             tile=args.tile, batch_size=args.batch_size, stacked_with=stacked_with,
+                             kitti_submission=args.kitti_submission, calib_dir=args.calib)
     for path, reason in summary.failed:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"{summary.report()}; outputs in {args.output}")
@@ -362,6 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="val", help="val, test, train or all (default: val)")
     evaluate.add_argument("--json", help="write the metrics here, and a confusion-matrix PNG beside it "
                                          "(default with --run-dir: RUN_DIR/metrics_SPLIT.json)")
+    evaluate.add_argument("--worst", type=non_negative_int, default=0, metavar="N",
+                          help="KITTI Road with calib/: draw the N images with the lowest bird's-eye-view F1, "
+                               "errors coloured in perspective and BEV, into JSON_STEM_worst/ beside the metrics")
     evaluate.add_argument("--dataset", choices=SOURCE_NAMES, help="the ground truth's data source")
     evaluate.add_argument("--data-dir", help="the ground truth's folder (or KITTI's zip)")
     _add_config_args(evaluate, None)
@@ -397,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
                          help="two-class models: also write OUT/probabilities/<name>.png, the class-1 "
                               "probability as 0..255 (KITTI road: named um_road_000000.png, the "
                               "benchmark's submission format)")
+    predict.add_argument("--kitti-submission", action="store_true",
+                         help="KITTI Road test images: with --probabilities, also write the road maps in the "
+                              "benchmark's bird's-eye view (OUT/bev/um_road_000000.png) and pack them into "
+                              "OUT/kitti_road_bev.zip, the file to upload")
+    predict.add_argument("--calib", metavar="DIR",
+                         help="the images' KITTI calibration files <id>.txt (default: calib/ beside --input)")
     predict.add_argument("--recursive", "-r", action="store_true",
                          help="also segment the images in sub-folders; the outputs mirror them")
     predict.add_argument("--tile", type=_tile_setting, default="auto",

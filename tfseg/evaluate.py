@@ -13,14 +13,18 @@ pixel accuracy and mean class accuracy, as in the VOC protocol (void ignored). F
 tasks (KITTI Road) the positive class's probability, quantised to 0..255 as in a KITTI
 submission PNG, also fills two 256-bin histograms from which the devkit's pixel evaluation
 follows: precision and recall at each threshold ``t / 255``, summed over all images, the
-maximum F-measure and its threshold, and the 11-point average precision. Like the devkit's
-own local evaluation this is in perspective (image) space; the benchmark server scores in
-bird's-eye view, so its numbers are not the same.
+maximum F-measure and its threshold, and the 11-point average precision, over all images.
+
+KITTI Road is also scored as its benchmark tables it (:mod:`tfseg.kitti_benchmark`): per
+category (UM, UMM, UU, URBAN), in perspective and, where the data has ``calib/``, in the
+bird's-eye view the server ranks by. The ``worst`` images by BEV F1 can be drawn, truth
+against prediction in both views.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -30,29 +34,42 @@ from tfseg.data.check import pipeline_error_reason
 from tfseg.depth import depth_error_sums, depth_scores
 from tfseg.errors import UserError
 from tfseg.heads import DEPTH
+from tfseg.kitti_benchmark import RoadBenchmark, format_tables
 from tfseg.metrics import RoadCurve, confusion_matrix, positive_class_scores, scores
 from tfseg.predictions import PREDICTION_FORMATS, image_id_of, quantize_probability
 
 
 class Scorer:
-    """Accumulates one split's scores, image by image, at the labels' own resolution."""
+    """Accumulates one split's scores, image by image, at the labels' own resolution.
 
-    def __init__(self, class_names):
+    ``benchmark`` (KITTI Road) adds the benchmark's per-category tables; ``worst`` keeps
+    that many images with the lowest BEV F1, for :func:`write_worst`.
+    """
+
+    def __init__(self, class_names, benchmark: RoadBenchmark | None = None, worst: int = 0):
         self.class_names = list(class_names)
         num_classes = len(self.class_names)
         self.matrix = np.zeros((num_classes, num_classes), np.int64)
         self.road = RoadCurve() if num_classes == 2 else None
+        self.benchmark = benchmark
+        self.worst = WorstImages(worst)
         self.num_images = 0
         self.depth_sums = np.zeros(4, np.float64)  # a depth head's (tfseg.depth.depth_error_sums)
 
-    def add(self, label: np.ndarray, classes: np.ndarray, probability: np.ndarray | None = None) -> None:
+    def add(self, label: np.ndarray, classes: np.ndarray, probability: np.ndarray | None = None,
+            image_id: str = "", image: np.ndarray | None = None) -> None:
         """``label``, ``classes`` uint8 ``[H, W]``; ``probability`` uint8 ``[H, W]`` of class 1
-        (two-class tasks; without it the hard decision counts as 0 or 255)."""
+        (two-class tasks; without it the hard decision counts as 0 or 255); ``image_id`` and
+        the ``image`` for the benchmark's tables and pictures."""
         self.matrix += confusion_matrix(label, classes, len(self.class_names))
         if self.road is not None:
             if probability is None:
                 probability = np.where(classes == 1, 255, 0).astype(np.uint8)
             self.road.add(label, probability)
+        if self.benchmark is not None:
+            self.benchmark.add(image_id, label, probability)
+            if image_id in self.benchmark.image_f1 and image is not None:
+                self.worst.offer(self.benchmark.image_f1[image_id], image_id, image[..., -3:], label, probability)
         self.num_images += 1
 
     def add_depth(self, truth: np.ndarray, predicted: np.ndarray) -> None:
@@ -69,8 +86,55 @@ class Scorer:
         result["num_images"] = self.num_images
         if self.road is not None:
             result.update(**positive_class_scores(self.matrix), **self.road.scores())
+        if self.benchmark is not None:
+            result.update(self.benchmark.result())
         result.update(depth_scores(self.depth_sums))
         return result
+
+
+@dataclass(frozen=True)
+class Worst:
+    """Draw the ``count`` images with the lowest BEV F1 into ``folder`` (KITTI with calibration)."""
+
+    count: int
+    folder: Path
+
+
+def finish(scorer: Scorer, source, worst: Worst | None) -> dict:
+    """The scores, and the worst images drawn when asked for (listed under ``worst_images``)."""
+    result = scorer.result()
+    if worst is not None and scorer.worst.kept:
+        from tfseg.viz import save_bev_comparison
+
+        worst.folder.mkdir(parents=True, exist_ok=True)
+        result["worst_images"] = []
+        for rank, (f1, image_id, image, label, probability) in enumerate(scorer.worst.kept, 1):
+            path = worst.folder / f"{rank:02d}_{image_id}.png"
+            save_bev_comparison(path, image, label, probability, source.calibration(image_id))
+            result["worst_images"].append({"id": image_id, "bev_f1": f1, "picture": str(path)})
+    return result
+
+
+class WorstImages:
+    """The ``count`` images with the lowest BEV F1 seen so far, with what drawing them needs."""
+
+    def __init__(self, count: int):
+        self.count = count
+        self.kept: list[tuple] = []  # (f1, image_id, image, label, probability), worst first
+
+    def offer(self, f1: float, image_id: str, image, label, probability) -> None:
+        if self.count:
+            self.kept = sorted(self.kept + [(f1, image_id, image, label, probability)], key=lambda k: k[:2])
+            del self.kept[self.count:]
+
+
+def kitti_benchmark(source) -> RoadBenchmark | None:
+    """The benchmark's tables for a KITTI Road source (in BEV when it has calibration)."""
+    from tfseg.data.kitti_road import KittiRoadSource
+
+    if not isinstance(source, KittiRoadSource):
+        return None
+    return RoadBenchmark(source.calibration if source.has_calibration else None)
 
 
 # -- what to score -----------------------------------------------------------------------
@@ -109,27 +173,27 @@ def examples(source, split: str) -> Iterator[tuple[str, np.ndarray, np.ndarray, 
             yield image_id, image, label, targets
 
 
-def score_model(predict: Callable, source, split: str, progress: bool = True) -> dict:
+def score_model(predict: Callable, source, split: str, progress: bool = True, worst: Worst | None = None) -> dict:
     """Scores ``predict`` (``images uint8 [1, H, W, C]`` -> ``{"classes", "probabilities"}``,
     and ``"depth"`` from a depth head, tensors at ``H x W``) on every image of ``split``."""
     from tqdm import tqdm
 
-    scorer = Scorer(source.class_names)
+    scorer = Scorer(source.class_names, kitti_benchmark(source), worst.count if worst else 0)
     total = sum(source.num_examples(name) for name in split_names(source, split))
-    for _, image, label, targets in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
-                                       unit="img", disable=not progress):
+    for image_id, image, label, targets in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
+                                                unit="img", disable=not progress):
         outputs = predict(image[np.newaxis])
         classes = np.asarray(outputs["classes"])[0]
         probability = None
         if scorer.road is not None:
             probability = quantize_probability(np.asarray(outputs["probabilities"])[0, ..., 1])
-        scorer.add(label, classes, probability)
+        scorer.add(label, classes, probability, image_id, image)
         if DEPTH in targets and DEPTH in outputs:
             scorer.add_depth(targets[DEPTH], np.asarray(outputs[DEPTH])[0])
-    return scorer.result()
+    return finish(scorer, source, worst)
 
 
-def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict:
+def evaluate_run(run_dir: str | Path, split: str, progress: bool = True, worst: Worst | None = None) -> dict:
     """Scores a finished run's best model on ``split`` of its own data, as it is served."""
     import tensorflow as tf
 
@@ -144,10 +208,11 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True) -> dict
     stride = model_stride(run.config.model.name, **run.config.model.options)
     predict = tf.function(make_inference_fn(model, run.config.data, stride),
                           input_signature=[serving_input(3 * len(run.input_groups))])
-    return {**score_model(predict, source, split, progress), "split": split, "model": str(run.model_path)}
+    return {**score_model(predict, source, split, progress, worst), "split": split, "model": str(run.model_path)}
 
 
-def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progress: bool = True) -> dict:
+def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progress: bool = True,
+                         worst: Worst | None = None) -> dict:
     """Scores an exported SavedModel on ``split`` of the data ``data_config`` describes."""
     from tfseg.data.sources import make_source
     from tfseg.serving.client import SegmentationModel
@@ -160,7 +225,7 @@ def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progres
     if len(source.class_names) == 2 and not model.has_probabilities:
         raise UserError(f"model {model.path}: was exported without probabilities (--no-probabilities), "
                         "which the two-class scores (MaxF, AP) need; export it again without that flag")
-    return {**score_model(model.serve, source, split, progress), "split": split, "model": str(model.path)}
+    return {**score_model(model.serve, source, split, progress, worst), "split": split, "model": str(model.path)}
 
 
 def read_prediction(path: Path, num_classes: int, form: str, shape) -> tuple[np.ndarray, np.ndarray | None]:
@@ -219,7 +284,7 @@ def highest_value(path: Path) -> int:
 
 
 def evaluate_predictions(predictions_dir: str | Path, data_config, split: str, form: str = "auto",
-                         progress: bool = True) -> dict:
+                         progress: bool = True, worst: Worst | None = None) -> dict:
     """Scores a folder of PNGs named ``<image id>.png`` (KITTI also ``um_road_000000.png``)
     against ``split``; a missing, extra or mis-sized file is an error naming it."""
     from tqdm import tqdm
@@ -246,12 +311,12 @@ def evaluate_predictions(predictions_dir: str | Path, data_config, split: str, f
         # Probabilities of 0 or 1/255 everywhere: class maps, which would score as no road.
         raise UserError(f"predictions {folder}: every PNG holds only 0 and 1, class ids rather than "
                         "probabilities 0..255; use --format index (or auto)")
-    scorer = Scorer(source.class_names)
-    for image_id, _, label, _ in tqdm(examples(source, split), total=len(wanted), desc=f"evaluate {split}",
-                                   unit="img", disable=not progress):
+    scorer = Scorer(source.class_names, kitti_benchmark(source), worst.count if worst else 0)
+    for image_id, image, label, _ in tqdm(examples(source, split), total=len(wanted), desc=f"evaluate {split}",
+                                          unit="img", disable=not progress):
         classes, probability = read_prediction(files[image_id], len(source.class_names), form, label.shape)
-        scorer.add(label, classes, probability)
-    return {**scorer.result(), "split": split, "predictions": str(folder)}
+        scorer.add(label, classes, probability, image_id, image)
+    return {**finish(scorer, source, worst), "split": split, "predictions": str(folder)}
 
 
 def write_report(metrics: dict, json_path: str | Path) -> Path:
@@ -280,6 +345,8 @@ def format_report(metrics: dict) -> str:
                      f"f1 {metrics['f1']:.4f} (at 0.5)")
         lines.append(f"max_f {metrics['max_f']:.4f} (threshold {threshold if threshold is None else f'{threshold:.3f}'})  "
                      f"average_precision {metrics['average_precision']:.4f}")
+    if "perspective" in metrics:
+        lines += format_tables(metrics)
     if "depth_rmse" in metrics:
         lines.append(f"depth_rmse {metrics['depth_rmse']:.4f} m  depth_abs_rel {metrics['depth_abs_rel']:.4f}  "
                      f"depth_delta1 {metrics['depth_delta1']:.4f}")

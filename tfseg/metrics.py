@@ -169,9 +169,10 @@ class RoadCurve:
         self.negatives += np.bincount(probability[label == 0], minlength=PROBABILITY_LEVELS)
 
     def scores(self) -> dict:
-        """``max_f``, its ``max_f_threshold`` (and precision/recall there) and
-        ``average_precision`` (11-point, as the devkit computes it)."""
-        total_positive = int(self.positives.sum())
+        """``max_f``, its ``max_f_threshold`` (and precision, recall, false positive rate
+        ``FP / N`` and false negative rate ``FN / P`` there) and ``average_precision``
+        (11-point, as the devkit computes it)."""
+        total_positive, total_negative = int(self.positives.sum()), int(self.negatives.sum())
         # False negatives at threshold t: positives with q < t; false positives: negatives with q >= t.
         false_negative = np.concatenate([[0], np.cumsum(self.positives)[:-1]])
         false_positive = np.cumsum(self.negatives[::-1])[::-1]
@@ -181,6 +182,7 @@ class RoadCurve:
         kept = ~((recall == 0) & (precision == 0))  # the devkit drops these thresholds
         thresholds = np.arange(PROBABILITY_LEVELS)[kept] / 255.0
         recall, precision = recall[kept], precision[kept]
+        false_positive, false_negative = false_positive[kept], false_negative[kept]
         if not recall.size:
             return {"max_f": 0.0, "max_f_threshold": None, "average_precision": 0.0}
         f_measure = 2 * precision * recall / (precision + recall + 1e-10)
@@ -190,4 +192,6 @@ class RoadCurve:
                                      for r in levels])
         return {"max_f": float(f_measure[best]), "max_f_threshold": float(thresholds[best]),
                 "max_f_precision": float(precision[best]), "max_f_recall": float(recall[best]),
+                "max_f_fpr": float(false_positive[best] / max(total_negative, 1)),
+                "max_f_fnr": float(false_negative[best] / max(total_positive, 1)),
                 "average_precision": float(average_precision)}

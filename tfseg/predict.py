@@ -22,8 +22,9 @@ from tfseg.data.labels import full_palette
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
 from tfseg.images import IMAGE_SUFFIXES, list_images
+from tfseg.kitti_benchmark import Calibration, read_calibration, to_bev
 from tfseg.photos import Photo, PhotoError, photo_size, read_photo
-from tfseg.predictions import encode_depth, kitti_submission_stem, quantize_probability
+from tfseg.predictions import encode_depth, is_kitti_image_id, kitti_submission_stem, quantize_probability
 from tfseg.serving.client import SegmentationModel
 from tfseg.viz import depth_preview, overlay
 
@@ -43,6 +44,7 @@ class PredictSummary:
     converted: Counter = field(default_factory=Counter)  # e.g. {"16-bit": 3, "EXIF orientation": 2}
     tiled: int = 0
     seconds: float = 0.0
+    archive: Path | None = None  # the KITTI submission, once every image is written
 
     def report(self) -> str:
         """One line: what was done, skipped (by reason) and converted, and how fast."""
@@ -55,6 +57,8 @@ class PredictSummary:
             parts.append(f"skipped {len(self.failed)}: " + ", ".join(f"{n} {r}" for r, n in reasons.items()))
         if self.converted:
             parts.append("converted: " + ", ".join(f"{n} {kind}" for kind, n in sorted(self.converted.items())))
+        if self.archive is not None:
+            parts.append(f"KITTI submission {self.archive}")
         return "; ".join(parts)
 
 
@@ -125,7 +129,8 @@ def write_probability(path: Path, probability: np.ndarray) -> None:
 def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: str | Path,
                    overwrite: bool = False, progress: bool = True, probabilities: bool = False,
                    recursive: bool = False, tile: str | int = "auto",
-                   batch_size: int = DEFAULT_BATCH, stacked_with=()) -> PredictSummary:
+                   batch_size: int = DEFAULT_BATCH, stacked_with=(), kitti_submission: bool = False,
+                   calib_dir: str | Path | None = None) -> PredictSummary:
     """Writes ``output/masks/<name>.png`` and ``output/overlays/<name>.png`` per input image
     (``<name>`` keeps the sub-folders with ``recursive``), and with ``probabilities``
     (two-class models) ``output/probabilities/<name>.png``: the class-1 probability as
@@ -153,6 +158,12 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
       tile: "auto", "off" or a tile size in pixels (see above).
       batch_size: images of one size segmented together.
       stacked_with: the folders of the images stacked before ``input_dir``'s.
+      kitti_submission: KITTI Road test images (``um_000000.png``...): also write each road
+        probability map in the benchmark's bird's-eye view, ``output/bev/um_road_000000.png``
+        (800x400 uint8), with the image's calibration from ``calib_dir``, and pack them
+        at the root of ``output/kitti_road_bev.zip``, the file the benchmark takes.
+      calib_dir: the images' calibration files ``<id>.txt`` (default: ``calib/`` beside
+        ``input_dir``, as in ``data_road/testing/``).
     """
     from tqdm import tqdm
 
@@ -172,7 +183,17 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
         raise UserError(f"--probabilities: model {model.path} was exported without probabilities "
                         "(--no-probabilities); export it again without that flag")
     names = output_names(images, input_dir)
-    targets = {p: OutputPaths(output_dir, names[p], probabilities, model.has_depth) for p in images}
+    calibrations = {}
+    if kitti_submission:
+        if not probabilities:
+            raise UserError("--kitti-submission writes road probabilities: it needs --probabilities")
+        calibrations = submission_calibrations(images, Path(calib_dir) if calib_dir else input_dir.parent / "calib")
+    targets = {p: OutputPaths(output_dir, names[p], probabilities, model.has_depth, kitti_submission)
+               for p in images}
+    archive = output_dir / SUBMISSION_ARCHIVE if kitti_submission else None
+    if archive is not None and archive.exists() and not overwrite:
+        raise UserError(f"output {output_dir}: {archive.name} already exists; pass --overwrite or choose another "
+                        "--output")
     existing = [t for paths in targets.values() for t in paths.all() if t.exists()]
     if existing and not overwrite:
         raise UserError(f"output {output_dir}: {len(existing)} file(s) already exist (e.g. {existing[0]}); "
@@ -215,7 +236,7 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
                 summary.converted.update(photo.notes)
                 summary.tiled += result.tiled
                 pending.append((path, pool.submit(write_outputs, targets[path], photo.image[..., -3:], result,
-                                                  model.palette)))
+                                                  model.palette, calibrations.get(path))))
             while len(pending) > 2 * batch_size:
                 finish_write()
             bar.update(len(batch))
@@ -223,23 +244,56 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
             finish_write()
     summary.failed.sort()
     summary.written.sort()
+    if archive is not None and not summary.failed:
+        write_submission_archive(archive, [targets[p].bev for p in images])
+        summary.archive = archive
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+# The file the KITTI Road benchmark takes: every BEV road map at the archive's root.
+SUBMISSION_ARCHIVE = "kitti_road_bev.zip"
+
+
+def submission_calibrations(images: list[Path], calib_dir: Path) -> dict[Path, Calibration]:
+    """Each KITTI test image's calibration, read before any work; an image that is not
+    named like KITTI's, or has no calibration file, refuses the run in one line."""
+    others = [p for p in images if not is_kitti_image_id(p.stem)]
+    if others:
+        raise UserError(f"--kitti-submission: {others[0]} is not named like a KITTI Road image (um_000000.png, "
+                        f"umm_..., uu_...); {len(others)} such image(s)")
+    missing = [p for p in images if not (calib_dir / f"{p.stem}.txt").is_file()]
+    if missing:
+        raise UserError(f"--kitti-submission: KITTI calib {calib_dir / (missing[0].stem + '.txt')}: not found "
+                        f"({len(missing)} of {len(images)} image(s) without one); give their folder with --calib")
+    return {p: read_calibration(calib_dir / f"{p.stem}.txt") for p in images}
+
+
+def write_submission_archive(archive: Path, maps: list[Path]) -> None:
+    """Packs the BEV maps at the root of a zip archive, written atomically."""
+    import zipfile
+
+    with atomic_path(archive) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as packed:
+            for path in sorted(maps):
+                packed.write(path, arcname=path.name)
 
 
 class OutputPaths:
     """Where one image's outputs go."""
 
-    def __init__(self, output_dir: Path, name: Path, probabilities: bool, depth: bool = False):
+    def __init__(self, output_dir: Path, name: Path, probabilities: bool, depth: bool = False, bev: bool = False):
         self.mask = output_dir / "masks" / name.with_suffix(".png")
         self.overlay = output_dir / "overlays" / name.with_suffix(".png")
         self.probability = (output_dir / "probabilities" / name.with_name(f"{kitti_submission_stem(name.name)}.png")
                             if probabilities else None)
         self.depth = output_dir / "depth" / name.with_suffix(".png") if depth else None
         self.depth_preview = output_dir / "depth_preview" / name.with_suffix(".png") if depth else None
+        # The road probability in the KITTI benchmark's bird's-eye view (--kitti-submission).
+        self.bev = output_dir / "bev" / f"{kitti_submission_stem(name.stem)}.png" if bev else None
 
     def all(self) -> list[Path]:
-        optional = (self.probability, self.depth, self.depth_preview)
+        optional = (self.probability, self.depth, self.depth_preview, self.bev)
         return [self.mask, self.overlay] + [path for path in optional if path is not None]
 
 
@@ -363,11 +417,16 @@ def segment_batch(model: SegmentationModel, photos: list[tuple[Path, Photo]], ti
         yield path, photo, Segmented(classes, probability, tiled=True)
 
 
-def write_outputs(paths: OutputPaths, image: np.ndarray, result: Segmented, palette: np.ndarray) -> None:
+def write_outputs(paths: OutputPaths, image: np.ndarray, result: Segmented, palette: np.ndarray,
+                  calibration: Calibration | None = None) -> None:
     write_mask(paths.mask, result.classes, palette)
     write_rgb(paths.overlay, overlay(image, result.classes, palette))
     if paths.probability is not None:
         write_probability(paths.probability, result.probability)
+    if paths.bev is not None:
+        bev = to_bev(quantize_probability(result.probability), calibration, 0)
+        with atomic_path(paths.bev) as tmp:
+            Image.fromarray(bev, mode="L").save(tmp, format="PNG")
     if paths.depth is not None:
         write_depth(paths.depth, result.depth)
         write_rgb(paths.depth_preview, depth_preview(result.depth))

@@ -26,11 +26,17 @@ def quantize_probability(probability: np.ndarray) -> np.ndarray:
     return np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def is_kitti_image_id(stem: str) -> bool:
+    """Whether a file stem is a KITTI Road image id: ``um_000012``, ``umm_...``, ``uu_...``."""
+    category, sep, number = stem.partition("_")
+    return bool(sep) and category in ("um", "umm", "uu") and number.isdigit() and len(number) == 6
+
+
 def kitti_submission_stem(image_id: str) -> str:
     """``um_000012`` -> ``um_road_000012``: the name the KITTI road benchmark expects for the
     road probability map of an image; ids of another form are kept as they are."""
-    category, sep, number = image_id.partition("_")
-    if sep and category in ("um", "umm", "uu") and number.isdigit():
+    if is_kitti_image_id(image_id):
+        category, _, number = image_id.partition("_")
         return f"{category}_road_{number}"
     return image_id
 

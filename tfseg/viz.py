@@ -127,3 +127,42 @@ def save_confusion_matrix(matrix: np.ndarray, class_names, path: str | os.PathLi
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80)
     plt.close(fig)
+
+
+# Errors drawn over a picture: right road (TP), road predicted where there is none (FP),
+# road missed (FN).
+ERROR_COLOURS = {"true_positive": (0, 200, 0), "false_positive": (230, 0, 0), "false_negative": (0, 90, 255)}
+
+
+def error_overlay(image: np.ndarray, label: np.ndarray, predicted: np.ndarray, alpha: float = 0.55) -> np.ndarray:
+    """``image`` uint8 RGB ``[H, W, 3]`` with the road decisions ``predicted`` (bool
+    ``[H, W]``) against ``label`` (0, 1, void) painted in :data:`ERROR_COLOURS`; void stays
+    clear."""
+    out = image.astype(np.float32)
+    truth = label == 1
+    for mask, name in ((truth & predicted, "true_positive"), ((label == 0) & predicted, "false_positive"),
+                       (truth & ~predicted, "false_negative")):
+        out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(ERROR_COLOURS[name], np.float32)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def save_bev_comparison(path: str | os.PathLike, image: np.ndarray, label: np.ndarray, probability: np.ndarray,
+                        calibration) -> None:
+    """One KITTI image's road errors (probability >= 0.5 against the truth), in perspective
+    above and in the benchmark's bird's-eye view below (the camera image in BEV under the
+    same colours; far at the top), as a PNG: ``image`` uint8 RGB ``[H, W, 3]``, ``label``
+    uint8 ``[H, W]``, ``probability`` of road uint8 ``[H, W]``, ``calibration`` a
+    :class:`tfseg.kitti_benchmark.Calibration`."""
+    from tfseg.kitti_benchmark import bev_sampling
+
+    predicted = probability >= 128
+    sampling = bev_sampling(calibration, label.shape)
+    bev = error_overlay(sampling.apply(image, 0), sampling.apply(label, VOID), sampling.apply(predicted, False))
+    top = error_overlay(image, label, predicted)
+    width = max(top.shape[1], bev.shape[1])
+    canvas = np.full((top.shape[0] + bev.shape[0], width, 3), 255, np.uint8)
+    canvas[:top.shape[0], :top.shape[1]] = top
+    canvas[top.shape[0]:, :bev.shape[1]] = bev
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")

@@ -4,7 +4,13 @@ Layout, read from the extracted folder or straight from ``data_road.zip``::
 
     training/image_2/{um,umm,uu}_NNNNNN.png          images (sizes vary around 1242x375)
     training/gt_image_2/{um,umm,uu}_road_NNNNNN.png  road ground truth (``*_lane_*`` ignored)
+    training/calib/{um,umm,uu}_NNNNNN.txt            calibration, for the bird's-eye view
     testing/image_2/{um,umm,uu}_NNNNNN.png           test images, no ground truth
+    testing/calib/{um,umm,uu}_NNNNNN.txt
+
+Calibration is optional: without ``calib/`` the data trains and scores in perspective;
+with it, evaluation also scores in the benchmark's bird's-eye view
+(:mod:`tfseg.kitti_benchmark`), and every image of a split must have its file.
 
 Ground truth follows the devkit: a pixel is *valid* where its red channel is non-zero and
 *road* where its blue channel is non-zero. So magenta (255, 0, 255) is road (1), red
@@ -35,6 +41,7 @@ from tfseg.data.files import Example, FileSource, Problem
 from tfseg.data.labels import VOID
 from tfseg.errors import UserError
 from tfseg.images import member_location, read_rgb
+from tfseg.kitti_benchmark import Calibration, read_calibration
 
 CLASS_NAMES = ("not_road", "road")
 # The ground truth's own colours, so a colourised label map looks like a KITTI GT file.
@@ -156,6 +163,43 @@ class KittiRoadSource(FileSource):
         # A copy without testing/ (only the labelled part was extracted) simply has no test split.
         has_test = any(_IMAGE_NAME.match(n) for n in self.tree.files("testing/image_2"))
         self.splits = ("train", "val", "trainval") + (("test",) if has_test else ())
+        self._calibrations: dict[str, Calibration] = {}
+
+    @property
+    def has_calibration(self) -> bool:
+        """Whether the labelled images come with ``training/calib/`` (the BEV scores need it)."""
+        return bool(self.tree.files("training/calib"))
+
+    def calibration(self, example_id: str) -> Calibration:
+        """The calibration of labelled image ``example_id`` (``training/calib/<id>.txt``),
+        parsed once; a missing or malformed file is a :class:`UserError` naming it."""
+        if example_id not in self._calibrations:
+            name = f"{example_id}.txt"
+            if name not in self.tree.files("training/calib"):
+                raise UserError(f"KITTI calib {self.tree.location(f'training/calib/{name}')}: not found; every "
+                                "image needs its calibration for the bird's-eye view (data_road.zip holds them)")
+            self._calibrations[example_id] = read_calibration(self.tree.location(f"training/calib/{name}"))
+        return self._calibrations[example_id]
+
+    def structure_problems(self) -> list[Problem]:
+        """The layout's problems, and with ``calib/`` folders each image's missing or
+        malformed calibration file."""
+        problems = super().structure_problems()
+        for part, split in (("training", "trainval"), ("testing", "test")):
+            calib_files = set(self.tree.files(f"{part}/calib"))
+            if not calib_files or split not in self.splits:
+                continue
+            for example in self.complete_examples(split):
+                location = self.tree.location(f"{part}/calib/{example.id}.txt")
+                if f"{example.id}.txt" not in calib_files:
+                    problems.append(Problem(location, "no calibration file for this image (the bird's-eye "
+                                                      "view needs one per image)", False))
+                    continue
+                try:
+                    read_calibration(location)
+                except UserError as err:
+                    problems.append(Problem(location, str(err).removeprefix(f"KITTI calib {location}: "), False))
+        return problems
 
     def _labelled(self) -> tuple[list[Example], list[Problem]]:
         """Every complete training pair, sorted by id, and what is missing."""
