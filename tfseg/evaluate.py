@@ -128,13 +128,19 @@ class WorstImages:
             del self.kept[self.count:]
 
 
-def kitti_benchmark(source) -> RoadBenchmark | None:
-    """The benchmark's tables for a KITTI Road source (in BEV when it has calibration)."""
+def kitti_benchmark(source, split: str) -> RoadBenchmark | None:
+    """The benchmark's tables for ``split`` of a KITTI Road source (in BEV when it has
+    calibration, every file read here, so that a missing one refuses before any scoring)."""
     from tfseg.data.kitti_road import KittiRoadSource
 
     if not isinstance(source, KittiRoadSource):
         return None
-    return RoadBenchmark(source.calibration if source.has_calibration else None)
+    if not source.has_calibration:
+        return RoadBenchmark(None)
+    for name in split_names(source, split):
+        for image_id in source.ids(name):
+            source.calibration(image_id)
+    return RoadBenchmark(source.calibration)
 
 
 # -- what to score -----------------------------------------------------------------------
@@ -178,7 +184,7 @@ def score_model(predict: Callable, source, split: str, progress: bool = True, wo
     and ``"depth"`` from a depth head, tensors at ``H x W``) on every image of ``split``."""
     from tqdm import tqdm
 
-    scorer = Scorer(source.class_names, kitti_benchmark(source), worst.count if worst else 0)
+    scorer = Scorer(source.class_names, kitti_benchmark(source, split), worst.count if worst else 0)
     total = sum(source.num_examples(name) for name in split_names(source, split))
     for image_id, image, label, targets in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
                                                 unit="img", disable=not progress):
@@ -311,7 +317,7 @@ def evaluate_predictions(predictions_dir: str | Path, data_config, split: str, f
         # Probabilities of 0 or 1/255 everywhere: class maps, which would score as no road.
         raise UserError(f"predictions {folder}: every PNG holds only 0 and 1, class ids rather than "
                         "probabilities 0..255; use --format index (or auto)")
-    scorer = Scorer(source.class_names, kitti_benchmark(source), worst.count if worst else 0)
+    scorer = Scorer(source.class_names, kitti_benchmark(source, split), worst.count if worst else 0)
     for image_id, image, label, _ in tqdm(examples(source, split), total=len(wanted), desc=f"evaluate {split}",
                                           unit="img", disable=not progress):
         classes, probability = read_prediction(files[image_id], len(source.class_names), form, label.shape)
