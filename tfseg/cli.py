@@ -28,7 +28,7 @@ import traceback
 from pathlib import Path
 
 from tfseg import __version__
-from tfseg.arguments import ArgumentParser, non_negative_int, positive_int
+from tfseg.arguments import ArgumentParser, non_negative_int, positive_float, positive_int
 from tfseg.errors import UserError
 from tfseg.fileio import check_writable, write_text
 from tfseg.predictions import PREDICTION_FORMATS
@@ -112,6 +112,22 @@ def cmd_evaluate(args) -> int:
         print(f"drew the {len(metrics['worst_images'])} image(s) with the lowest BEV F1 in {worst.folder}")
     elif worst is not None:
         print("--worst: no pictures (the data has no calib/ for the bird's-eye view)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    base = Path(args.model)
+    if not base.is_dir():
+        raise UserError(f"--model {base}: not found; give the model base folder `tfseg export` writes (e.g. "
+                        "runs/NAME/export)")
+    if (base / "saved_model.pb").is_file():
+        raise UserError(f"--model {base}: is one version; give the folder that holds the numbered versions "
+                        f"({base.parent}), as TF Serving takes it")
+    from tfseg.serving.server import Limits, serve
+
+    limits = Limits(max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=args.max_pixels,
+                    max_batch=args.max_batch, batch_timeout_ms=args.batch_timeout_ms)
+    serve(base, args.name, args.host, args.port, limits, poll_seconds=args.poll_seconds)
     return 0
 
 
@@ -386,6 +402,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", help="the ground truth's folder (or KITTI's zip)")
     _add_config_args(evaluate, None)
     evaluate.set_defaults(func=cmd_evaluate)
+
+    serve = commands.add_parser("serve", help="serve exported versions with TF Serving's REST API and a web page")
+    serve.add_argument("--model", required=True, help="the model base folder `tfseg export` writes (its numbered "
+                                                      "versions; the highest serves)")
+    serve.add_argument("--name", default="tfseg", help="the model's name in the REST paths (default: tfseg)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this "
+                                                           "machine only; 0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=positive_int, default=8501, help="default: 8501, TF Serving's REST port")
+    serve.add_argument("--max-batch", type=positive_int, default=8,
+                       help="instances of concurrent requests run together, at most (default: 8)")
+    serve.add_argument("--batch-timeout-ms", type=positive_float, default=5.0,
+                       help="how long the first request of a batch waits for others (default: 5)")
+    serve.add_argument("--max-body-mb", type=positive_float, default=64.0,
+                       help="larger request bodies get 413 (default: 64)")
+    serve.add_argument("--max-pixels", type=positive_int, default=40_000_000,
+                       help="larger images get 400 (default: 40000000 per image)")
+    serve.add_argument("--poll-seconds", type=positive_float, default=2.0,
+                       help="how often new versions are looked for (default: 2)")
+    serve.set_defaults(func=cmd_serve)
 
     export = commands.add_parser("export", help="write a SavedModel version for TF Serving: uint8 images or "
                                                 "encoded PNG/JPEG of any size in, class maps out")

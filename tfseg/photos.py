@@ -79,10 +79,15 @@ def read_photo(path: Path) -> Photo:
         data = path.read_bytes()
     except OSError as err:
         raise PhotoError(_reason(err)) from None
+    return decode_photo(data, str(path))
+
+
+def decode_photo(data: bytes, name: str) -> Photo:
+    """An encoded photo (the bytes of a file named ``name``) as :func:`read_photo` reads it."""
     try:
-        image = open_image(data, str(path))
+        image = open_image(data, name)
     except UserError as err:
-        raise PhotoError(str(err).removeprefix(f"{path}: ")) from None
+        raise PhotoError(str(err).removeprefix(f"{name}: ")) from None
     notes = ["16-bit"] if _stored_16_bit(data) and image.mode not in SIXTEEN_BIT_GREY else []
     if _orientation(image) != 1:
         image = ImageOps.exif_transpose(image)
