@@ -31,7 +31,7 @@ from tfseg.bench.stats import ratio_summary, summary
 from tfseg.fileio import check_writable
 
 
-def export_preset_model(preset: str, path: Path, overrides: list[str] = ()) -> Path:
+def export_preset_model(preset: str, path: Path, overrides: list[str] = (), probabilities: bool = True) -> Path:
     """The preset's network, random weights, exported as ``tfseg export`` would."""
     from tfseg.config import load_config
     from tfseg.data.sources import SOURCES
@@ -46,7 +46,7 @@ def export_preset_model(preset: str, path: Path, overrides: list[str] = ()) -> P
     palette = np.zeros((len(names), 3), np.uint8)
     return export_saved_model(model, path, data_config=config.data,
                               stride=model_stride(config.model.name, **config.model.options),
-                              class_names=names, palette=palette)
+                              class_names=names, palette=palette, probabilities=probabilities)
 
 
 def model_only(model, arrays: list[np.ndarray], batch_size: int) -> float:
