@@ -43,6 +43,8 @@ RUN (useradd --uid 1000 --create-home --shell /usr/sbin/nologin tfseg 2>/dev/nul
 USER 1000
 WORKDIR /runs
 VOLUME ["/data", "/runs"]
+# tfseg serve --host 0.0.0.0 (TF Serving's REST port)
+EXPOSE 8501
 
 ENTRYPOINT ["tfseg"]
 CMD ["--help"]

@@ -23,6 +23,7 @@ from tfseg.models import build_model
 from tfseg.predict import predict_folder, write_mask
 
 from data_fixtures import VOC_SAMPLE, make_kitti
+from devkit_reference import devkit_table
 
 # Trains through train.mixed_precision=auto: CI runs these under float32 and mixed_bfloat16.
 pytestmark = pytest.mark.auto_precision
@@ -35,27 +36,9 @@ OPTIONS = {"depth": 1, "base_filters": 2}
 # -- the independent reference: the devkit's own steps, in plain NumPy ---------------------
 
 def devkit_road_scores(pairs):
-    """KITTI devkit: per image, histograms of the probability map (read as uint8 / 255)
-    over float thresholds range(256) / 255, summed; then MaxF and 11-point AP."""
-    thresholds = np.array(range(256)) / 255.0
-    edges = np.concatenate(([-np.inf], thresholds, [np.inf]))
-    total_fn, total_fp, positives, negatives = np.zeros(256), np.zeros(256), 0, 0
-    for label, probability_u8 in pairs:
-        probability = probability_u8.astype("f4") / 255
-        road, valid = label == 1, label != VOID
-        fn = np.cumsum(np.histogram(probability[road & valid], bins=edges)[0])[:256]
-        fp = np.flipud(np.cumsum(np.flipud(np.histogram(probability[~road & valid], bins=edges)[0])))[1:257]
-        total_fn, total_fp = total_fn + fn, total_fp + fp
-        positives += np.sum(road & valid)
-        negatives += np.sum(~road & valid)
-    tp = positives - total_fn
-    recall = tp / float(positives)
-    precision = tp / (tp + total_fp + 1e-10)
-    keep = ~((recall == 0) & (precision == 0))
-    recall, precision, thresholds = recall[keep], precision[keep], thresholds[keep]
-    ap = np.mean([max(precision[np.where(recall >= i)]) for i in np.arange(0, 1.1, 0.1)])
-    f = 2 * precision * recall / (precision + recall + 1e-10)
-    return {"max_f": f.max(), "max_f_threshold": thresholds[f.argmax()], "average_precision": ap}
+    """The devkit's MaxF, its threshold and AP over (label, probability uint8) pairs."""
+    table = devkit_table(pairs)
+    return {key: table[key] for key in ("max_f", "max_f_threshold", "average_precision")}
 
 
 def set_counting_scores(pairs, num_classes):

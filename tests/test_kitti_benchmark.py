@@ -11,13 +11,14 @@ import pytest
 from PIL import Image
 
 from data_fixtures import KITTI_SAMPLE
+from devkit_reference import devkit_table
 
 from tfseg.cli import main
 from tfseg.data.kitti_road import decode_ground_truth
 from tfseg.data.labels import VOID
 from tfseg.errors import UserError
 from tfseg.viz import error_overlay
-from tfseg.kitti_benchmark import (BEV_SHAPE, RoadBenchmark, bev_sampling, cell_centres, from_bev,
+from tfseg.kitti_benchmark import (BEV_SHAPE, TABLE_KEYS, RoadBenchmark, bev_sampling, cell_centres, from_bev,
                                    parse_calibration, read_calibration, to_bev)
 
 CALIB = KITTI_SAMPLE / "training" / "calib"
@@ -61,30 +62,6 @@ def hand_bev(values: np.ndarray, calib_text: str, fill) -> np.ndarray:
     inside = (u >= 1) & (v >= 1) & (u <= width) & (v <= height)
     out[inside] = values[v[inside].astype(int) - 1, u[inside].astype(int) - 1]
     return out
-
-
-def devkit_table(pairs) -> dict:
-    """evaluateRoad's evalExp, pxEval_maximizeFMeasure and calcEvalMeasures over (label,
-    probability uint8) pairs: counts summed, MaxF, 11-point AP, PRE/REC/FPR/FNR at MaxF."""
-    thresholds = np.array(range(256)) / 255.0
-    edges = np.concatenate(([-np.inf], thresholds, [np.inf]))
-    total_fn, total_fp, positives, negatives = np.zeros(256), np.zeros(256), 0, 0
-    for label, probability_u8 in pairs:
-        probability = probability_u8.astype("f4") / 255
-        road, valid = label == 1, label != VOID
-        total_fn += np.cumsum(np.histogram(probability[road & valid], bins=edges)[0])[:256]
-        total_fp += np.flipud(np.cumsum(np.flipud(np.histogram(probability[~road & valid], bins=edges)[0])))[1:257]
-        positives += np.sum(road & valid)
-        negatives += np.sum(~road & valid)
-    tp = positives - total_fn
-    recall = tp / float(positives)
-    precision = tp / (tp + total_fp + 1e-10)
-    keep = ~((recall == 0) & (precision == 0))
-    ap = np.mean([max(precision[keep][np.where(recall[keep] >= i)]) for i in np.arange(0, 1.1, 0.1)])
-    f = 2 * precision * recall / (precision + recall + 1e-10)
-    best = int(np.argmax(np.where(keep, f, -1)))
-    return {"max_f": f[best], "average_precision": ap, "precision": tp[best] / (tp[best] + total_fp[best]),
-            "recall": tp[best] / positives, "fpr": total_fp[best] / negatives, "fnr": total_fn[best] / positives}
 
 
 def noisy_probability(label: np.ndarray, seed: int) -> np.ndarray:
@@ -175,8 +152,8 @@ def test_the_tables_equal_the_devkit_s_steps_in_perspective_and_bev():
             chosen = by_category[category] if category != "URBAN" else sum(by_category.values(), [])
             expected = devkit_table(chosen)
             assert 0.3 < expected["max_f"] < 0.99, (space, category)  # a real curve
-            for key, value in expected.items():
-                assert result[space][category][key] == pytest.approx(value, abs=1e-6), (space, category, key)
+            for key in TABLE_KEYS:
+                assert result[space][category][key] == pytest.approx(expected[key], abs=1e-6), (space, category, key)
     # The two spaces differ: BEV weighs the far road more.
     assert abs(result["bev"]["URBAN"]["max_f"] - result["perspective"]["URBAN"]["max_f"]) > 0.01
 
@@ -203,8 +180,9 @@ def test_evaluate_prints_and_writes_both_spaces_and_draws_the_worst(probability_
         label = ground_truth(image_id)
         text = (CALIB / f"{image_id}.txt").read_text()
         pairs.append((hand_bev(label, text, VOID), hand_bev(noisy_probability(label, seed), text, 0)))
-    for key, value in devkit_table(pairs).items():
-        assert report["bev"]["URBAN"][key] == pytest.approx(value, abs=1e-6), key
+    expected = devkit_table(pairs)
+    for key in TABLE_KEYS:
+        assert report["bev"]["URBAN"][key] == pytest.approx(expected[key], abs=1e-6), key
     assert "UU" not in report["bev"]  # the sample has no uu image
     worst = report["worst_images"]
     f1 = []

@@ -315,3 +315,21 @@ def test_the_page_shows_the_overlay_tfseg_predict_draws(base, tmp_path):
     assert (np.abs(drawn - expected) > 0).mean() < 0.5
     assert "background" in legend and "%" in legend
     assert (artefacts / "serve_page.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_bench_serve_reports_both_candidates_and_their_ratio(base, tmp_path):
+    from tfseg.bench.serve import bench_serve, format_result
+
+    result = bench_serve(str(base), concurrencies=(1, 2), requests=4, rounds=1, num_images=2,
+                         output_json=str(tmp_path / "bench.json"))
+    assert json.loads((tmp_path / "bench.json").read_text()) == json.loads(json.dumps(result))
+    for level in ("1", "2"):
+        for name in ("direct", "served"):
+            measured = result["concurrency"][level][name]
+            assert measured["requests_per_s"]["median"] > 0
+            assert 0 < measured["p50_ms"]["median"] <= measured["p90_ms"]["median"] <= measured["p99_ms"]["median"]
+        ratio = result["concurrency"][level]["served_over_direct"]
+        assert ratio["median"] == pytest.approx(result["concurrency"][level]["served"]["requests_per_s"]["median"]
+                                                / result["concurrency"][level]["direct"]["requests_per_s"]["median"])
+    assert "served / direct" in format_result(result)

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from tfseg.serving.layout import METADATA_FILE, model_versions
-from tfseg.serving.rest import (PredictRequest, RestError, Signature, TensorInfo, metadata_response,
+from tfseg.serving.rest import (PredictRequest, RestError, Signature, TensorInfo, json_bytes, metadata_response,
                                 parse_predict, predict_response, version_status)
 
 PAGE = Path(__file__).with_name("page.html")
@@ -176,7 +176,7 @@ def create_app(base: str | Path, name: str = "tfseg", limits: Limits = Limits(),
     """The ASGI app serving the model base folder ``base`` under ``name``."""
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse
+    from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Route
 
     repository = ModelRepository(Path(base))
@@ -241,7 +241,7 @@ def create_app(base: str | Path, name: str = "tfseg", limits: Limits = Limits(),
             outputs = await batcher.run(model, parsed)
         except Exception as err:  # TensorFlow's InvalidArgumentError (a truncated PNG...), one line
             raise RestError(400, tensorflow_reason(err)) from None
-        return JSONResponse(predict_response(parsed, outputs))
+        return Response(json_bytes(predict_response(parsed, outputs)), media_type="application/json")
 
     async def healthz(request: Request):
         model = repository.serving
