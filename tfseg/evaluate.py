@@ -43,7 +43,7 @@ class Scorer:
     """Accumulates one split's scores, image by image, at the labels' own resolution.
 
     ``benchmark`` (KITTI Road) adds the benchmark's per-category tables; ``worst`` keeps
-    that many images with the lowest BEV F1, for :func:`write_worst`.
+    that many images with the lowest BEV F1, for :func:`final_scores` to draw.
     """
 
     def __init__(self, class_names, benchmark: RoadBenchmark | None = None, worst: int = 0):
@@ -100,7 +100,7 @@ class Worst:
     folder: Path
 
 
-def finish(scorer: Scorer, source, worst: Worst | None) -> dict:
+def final_scores(scorer: Scorer, source, worst: Worst | None) -> dict:
     """The scores, and the worst images drawn when asked for (listed under ``worst_images``)."""
     result = scorer.result()
     if worst is not None and scorer.worst.kept:
@@ -196,7 +196,7 @@ def score_model(predict: Callable, source, split: str, progress: bool = True, wo
         scorer.add(label, classes, probability, image_id, image)
         if DEPTH in targets and DEPTH in outputs:
             scorer.add_depth(targets[DEPTH], np.asarray(outputs[DEPTH])[0])
-    return finish(scorer, source, worst)
+    return final_scores(scorer, source, worst)
 
 
 def evaluate_run(run_dir: str | Path, split: str, progress: bool = True, worst: Worst | None = None) -> dict:
@@ -322,7 +322,7 @@ def evaluate_predictions(predictions_dir: str | Path, data_config, split: str, f
                                           unit="img", disable=not progress):
         classes, probability = read_prediction(files[image_id], len(source.class_names), form, label.shape)
         scorer.add(label, classes, probability, image_id, image)
-    return {**finish(scorer, source, worst), "split": split, "predictions": str(folder)}
+    return {**final_scores(scorer, source, worst), "split": split, "predictions": str(folder)}
 
 
 def write_report(metrics: dict, json_path: str | Path) -> Path:
