@@ -133,6 +133,8 @@ CASES = {
         (["evaluate", "--run-dir", "{w}/nowhere"], 2, "nowhere: not found"),
         (["evaluate", "--run-dir", "{w}/run", "--json", "{w}/images"], 2, "--json {w}/images: is a folder"),
         (["evaluate", "--run-dir", "{w}/run", "--json", "{w}/a_file.txt/m.json"], 2, "lies under"),
+        (["evaluate", "--model", "{w}/run/export", "--dataset", "kitti_road", "--data-dir", str(KITTI_SAMPLE),
+          "--worst", "2"], 2, "--worst draws its pictures beside the metrics: give --json too"),
         (["evaluate", "--run-dir", "{w}/run", "--split", "nosuch"], 2, "nosuch"),
         (["evaluate", "--run-dir", "{w}/labels_edited"], 2, "labels.json names 3 classes but model.keras"),
         (["evaluate", "--run-dir", "{w}/config_edited"], 2, "config.yaml (model unet"),
@@ -171,6 +173,8 @@ CASES = {
         (["predict", "--model", "{w}/run/export/1", "-i", "{w}/images", "-i", "{w}/images", "-o", "{w}/out/p"],
          2, "takes image stacked"),
         (["predict", "--model", "{w}/run/export/1", "-i", "{w}/a_file.txt", "-o", "{w}/out/p"], 2, "a_file.txt"),
+        (["predict", "--model", "{w}/run/export/1", "-i", "{w}/images", "-o", "{w}/out/p", "--kitti-submission"],
+         2, "--kitti-submission: model {w}/run/export/1 has 5 classes"),
         # Part of the work done: the rest is named, exit 1.
         (["predict", "--model", "{w}/run/export/1", "-i", "{w}/broken_images", "-o", "{w}/out/broken"],
          1, "skipped {w}/broken_images/corrupt.png"),
@@ -210,6 +214,15 @@ CASES = {
         (["models", "--size", "0", "64"], 2, "--size"),
         (["models", "--classes", "0"], 2, "--classes"),
         (["models", "unet", "--size", "1", "1"], 2, "at least 16 pixels each way"),
+    ],
+    "serve": [
+        (["serve"], 2, "the following arguments are required: --model"),
+        (["serve", "--model", "{w}/nowhere"], 2, "--model {w}/nowhere: not found"),
+        (["serve", "--model", "{w}/a_file.txt"], 2, "a_file.txt: is a file"),
+        (["serve", "--model", "{w}/run/export/1"], 2, "is one version; give the folder that holds"),
+        (["serve", "--model", "{w}/run/export", "--port", "0"], 2, "--port"),
+        (["serve", "--model", "{w}/run/export", "--max-batch", "x"], 2, "--max-batch"),
+        (["serve", "--model", "{w}/run/export", "--host", "203.0.113.7"], 2, "cannot listen there"),
     ],
     "bench": [
         (["bench", "nosuch"], 2, "invalid choice: 'nosuch'"),

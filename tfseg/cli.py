@@ -116,13 +116,21 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import socket
+
     base = Path(args.model)
     if not base.is_dir():
-        raise UserError(f"--model {base}: not found; give the model base folder `tfseg export` writes (e.g. "
-                        "runs/NAME/export)")
+        raise UserError(f"--model {base}: {'is a file' if base.exists() else 'not found'}; give the model base "
+                        "folder `tfseg export` writes (e.g. runs/NAME/export)")
     if (base / "saved_model.pb").is_file():
         raise UserError(f"--model {base}: is one version; give the folder that holds the numbered versions "
                         f"({base.parent}), as TF Serving takes it")
+    with socket.socket() as probe:  # a port in use is one line here, not a server log after the model loads
+        try:
+            probe.bind((args.host, args.port))
+        except OSError as err:
+            raise UserError(f"--host {args.host} --port {args.port}: cannot listen there ({err.strerror}); "
+                            "choose another --port") from None
     from tfseg.serving.server import Limits, serve
 
     limits = Limits(max_body_bytes=int(args.max_body_mb * 2**20), max_pixels=args.max_pixels,

@@ -176,6 +176,9 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
         raise UserError(f"model {model.path} takes {' + '.join(model.inputs)} stacked: give one --input folder "
                         f"for each, in that order (got {1 + len(stacked_with)})")
     probability_of = 1 if probabilities else None
+    if kitti_submission and len(model.class_names) != 2:
+        raise UserError(f"--kitti-submission: model {model.path} has {len(model.class_names)} classes; the KITTI Road "
+                        "benchmark takes the road probability of a two-class (road) model")
     if probabilities and len(model.class_names) != 2:
         raise UserError(f"--probabilities: model {model_path} has {len(model.class_names)} classes; "
                         "probability maps are written for two-class models")
