@@ -128,7 +128,8 @@ def test_metrics_are_summed_across_replicas():
 def test_xla_steps_with_a_depth_head_log_the_numpy_depth_errors(policy, tmp_path):
     """Both heads in the XLA-compiled steps: the model trains, and the streaming depth
     errors equal NumPy's of the depths each evaluation step saw."""
-    from tfseg.depth import make_depth_loss
+    from tfseg.depth import DepthMetrics, make_depth_loss
+    from tfseg.training.loop import HeadObjective
 
     config = load_config("demo_unet", [f"run_dir={tmp_path}", "train.jit_compile=on"])
     keras.mixed_precision.set_global_policy(policy)
@@ -136,21 +137,21 @@ def test_xla_steps_with_a_depth_head_log_the_numpy_depth_errors(policy, tmp_path
         model = build_model("unet", NUM_CLASSES, depth=2, base_filters=4, depth_head=True)
         trainer = Trainer(model, make_optimizer(config.train, 2, 1, policy)[0], MaskedSparseCrossEntropy(),
                           NUM_CLASSES, tf.distribute.get_strategy(), jit_compile=True,
-                          depth_loss=make_depth_loss({"l1": 1.0, "ssim": 1.0}))
+                          heads={"depth": HeadObjective(make_depth_loss({"l1": 1.0, "ssim": 1.0}), DepthMetrics)})
         images, labels = _data()
         depth = np.random.default_rng(1).uniform(1, 9, labels.shape).astype(np.float32)
         depth[labels == VOID] = 0.0
         before = [w.numpy().copy() for w in model.trainable_weights]
         for batch in (slice(0, 4), slice(4, 8)):
-            assert np.isfinite(float(trainer.train_step((images[batch], labels[batch], depth[batch]))))
+            assert np.isfinite(float(trainer.train_step((images[batch], labels[batch], {"depth": depth[batch]}))))
         assert any(not np.array_equal(b, w.numpy()) for b, w in zip(before, model.trainable_weights))
         assert np.isfinite(trainer.results()["depth_rmse"])
 
         trainer.reset_metrics()
-        forward = tf.function(lambda x: model(x, training=False)[1], jit_compile=True)
+        forward = tf.function(lambda x: model(x, training=False)["depth"], jit_compile=True)
         seen = []
         for batch in (slice(0, 4), slice(4, 8)):
-            trainer.eval_step((images[batch], labels[batch], depth[batch]))
+            trainer.eval_step((images[batch], labels[batch], {"depth": depth[batch]}))
             seen.append(np.asarray(forward(images[batch]), np.float64)[..., 0])
         predicted, valid = np.concatenate(seen), depth > 0
         expected = np.sqrt(np.mean((predicted[valid] - depth[valid]) ** 2))
