@@ -11,7 +11,8 @@ from tfseg.cli import main
 from tfseg.config import DataConfig, load_config
 from tfseg.data.preprocess import preprocess
 from tfseg.errors import UserError
-from tfseg.predict import predict_folder, write_rgb
+from tfseg.predict import predict_folder
+from tfseg.viz import write_rgb
 from tfseg.runs import load_trained_model
 from tfseg.serving.client import SegmentationModel
 from tfseg.serving.export import export_saved_model

@@ -34,7 +34,7 @@ def write_samples(examples: list[tuple], input_groups: tuple[str, ...], folder) 
     """Writes each example's image as ``folder/<group>/test_NNNN.png``, one folder per
     stacked RGB image (``[H, W, 3 k]`` -> k files), as a user would bring them; returns
     the folders in the model's order."""
-    from tfseg.predict import write_rgb
+    from tfseg.viz import write_rgb
 
     folders = [folder / group for group in input_groups]
     for i, (image, *_) in enumerate(examples):

@@ -26,7 +26,7 @@ from tfseg.kitti_benchmark import Calibration, read_calibration, to_bev
 from tfseg.photos import Photo, PhotoError, photo_size, read_photo
 from tfseg.predictions import encode_depth, is_kitti_image_id, kitti_submission_stem, quantize_probability
 from tfseg.serving.client import SegmentationModel
-from tfseg.viz import depth_preview, overlay
+from tfseg.viz import depth_preview, overlay, write_rgb
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 
@@ -106,12 +106,6 @@ def write_mask(path: Path, classes: np.ndarray, palette: np.ndarray) -> None:
         mask.save(tmp, format="PNG")
 
 
-def write_rgb(path: Path, image: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
-
-
 def write_depth(path: Path, depth: np.ndarray) -> None:
     """A 16-bit grey PNG of a depth map ``[H, W]`` in metres, stored as ``round(256 d)``
     (KITTI's depth format: 1/256 m steps up to 255.99 m; 0 means no depth)."""
@@ -120,10 +114,15 @@ def write_depth(path: Path, depth: np.ndarray) -> None:
             raise OSError(f"cannot write {path}")
 
 
+def write_grey(path: Path, levels: np.ndarray) -> None:
+    """A grey PNG of uint8 ``levels`` ``[H, W]``, written atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(levels, mode="L").save(tmp, format="PNG")
+
+
 def write_probability(path: Path, probability: np.ndarray) -> None:
     """A grey PNG of a probability map ``[H, W]`` in [0, 1], stored as round(255 p)."""
-    with atomic_path(path) as tmp:
-        Image.fromarray(quantize_probability(probability), mode="L").save(tmp, format="PNG")
+    write_grey(path, quantize_probability(probability))
 
 
 def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: str | Path,
@@ -427,9 +426,7 @@ def write_outputs(paths: OutputPaths, image: np.ndarray, result: Segmented, pale
     if paths.probability is not None:
         write_probability(paths.probability, result.probability)
     if paths.bev is not None:
-        bev = to_bev(quantize_probability(result.probability), calibration, 0)
-        with atomic_path(paths.bev) as tmp:
-            Image.fromarray(bev, mode="L").save(tmp, format="PNG")
+        write_grey(paths.bev, to_bev(quantize_probability(result.probability), calibration, 0))
     if paths.depth is not None:
         write_depth(paths.depth, result.depth)
         write_rgb(paths.depth_preview, depth_preview(result.depth))

@@ -25,6 +25,7 @@ from tfseg import config as config_lib
 from tfseg.config import RunConfig, load_config
 from tfseg.errors import UserError
 from tfseg.fileio import write_text
+from tfseg.heads import LOGITS, named_outputs
 
 MODEL_FILE = "model.keras"  # the best model, once training has finished
 CONFIG_FILE = "config.yaml"
@@ -84,8 +85,6 @@ class Run:
         """The best model (``model.keras``), as trained (its precision policy included)."""
         if not self.model_path.is_file():
             raise UserError(f"run directory {self.directory}: has no {MODEL_FILE}; has its training finished?")
-        from tfseg.heads import LOGITS, named_outputs
-
         model = load_trained_model(self.model_path)
         # The files of a run must describe the same model: one edited by hand, or copied
         # from another run, is named here rather than failing deep inside Keras.

@@ -20,6 +20,13 @@ def overlay(image: np.ndarray, classes: np.ndarray, palette: np.ndarray, alpha: 
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def write_rgb(path: str | os.PathLike, image: np.ndarray) -> None:
+    """An RGB picture ``[H, W, 3]`` uint8 as PNG (or JPEG, by the suffix), written atomically."""
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {path}")
+
+
 def depth_preview(depth: np.ndarray, near: float | None = None, far: float | None = None) -> np.ndarray:
     """A colour picture of a depth map ``[H, W]``: near is bright (yellow), far is dark
     (OpenCV's magma map from ``near`` to ``far``, by default the map's own range); uint8
@@ -163,6 +170,4 @@ def save_bev_comparison(path: str | os.PathLike, image: np.ndarray, label: np.nd
     canvas = np.full((top.shape[0] + bev.shape[0], width, 3), 255, np.uint8)
     canvas[:top.shape[0], :top.shape[1]] = top
     canvas[top.shape[0]:, :bev.shape[1]] = bev
-    with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"cannot write {path}")
+    write_rgb(path, canvas)

@@ -28,6 +28,7 @@ categories in proportion to their sizes with at least one from each. The default
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import zipfile
@@ -165,17 +166,22 @@ class KittiRoadSource(FileSource):
         self.splits = ("train", "val", "trainval") + (("test",) if has_test else ())
         self._calibrations: dict[str, Calibration] = {}
 
+    @functools.cached_property
+    def _training_calib_files(self) -> frozenset[str]:
+        """The names in ``training/calib/``, listed once (not once per image)."""
+        return frozenset(self.tree.files("training/calib"))
+
     @property
     def has_calibration(self) -> bool:
         """Whether the labelled images come with ``training/calib/`` (the BEV scores need it)."""
-        return bool(self.tree.files("training/calib"))
+        return bool(self._training_calib_files)
 
     def calibration(self, example_id: str) -> Calibration:
         """The calibration of labelled image ``example_id`` (``training/calib/<id>.txt``),
         parsed once; a missing or malformed file is a :class:`UserError` naming it."""
         if example_id not in self._calibrations:
             name = f"{example_id}.txt"
-            if name not in self.tree.files("training/calib"):
+            if name not in self._training_calib_files:
                 raise UserError(f"KITTI calib {self.tree.location(f'training/calib/{name}')}: not found; every "
                                 "image needs its calibration for the bird's-eye view (data_road.zip holds them)")
             self._calibrations[example_id] = read_calibration(self.tree.location(f"training/calib/{name}"))

@@ -231,16 +231,19 @@ def create_app(base: str | Path, name: str = "tfseg", limits: Limits = Limits(),
         model = repository.get(model_and_version(request))
         return JSONResponse(metadata_response(name, model.version, model.signatures))
 
+    async def run_model(model: LoadedVersion, parsed: PredictRequest) -> dict[str, np.ndarray]:
+        try:
+            return await batcher.run(model, parsed)
+        except Exception as err:  # TensorFlow's InvalidArgumentError (a truncated PNG...), one line
+            raise RestError(400, tensorflow_reason(err)) from None
+
     @refusing
     async def predict(request: Request):
         model = repository.get(model_and_version(request))
         body = await body_of(request)
         parsed = parse_predict(body, model.signatures)
         check_pixels(parsed, limits.max_pixels)
-        try:
-            outputs = await batcher.run(model, parsed)
-        except Exception as err:  # TensorFlow's InvalidArgumentError (a truncated PNG...), one line
-            raise RestError(400, tensorflow_reason(err)) from None
+        outputs = await run_model(model, parsed)
         return Response(json_bytes(predict_response(parsed, outputs)), media_type="application/json")
 
     async def healthz(request: Request):
@@ -270,10 +273,7 @@ def create_app(base: str | Path, name: str = "tfseg", limits: Limits = Limits(),
             raise RestError(400, "expected {\"images\": [\"<base64 of an image file>\", ...]}") from None
         images = decode_page_images(encoded, model.metadata.get("inputs", ["image"]), limits.max_pixels)
         parsed = PredictRequest(model.signatures["serving_default"], {"images": images[np.newaxis]}, True)
-        try:
-            outputs = await batcher.run(model, parsed)
-        except Exception as err:
-            raise RestError(400, tensorflow_reason(err)) from None
+        outputs = await run_model(model, parsed)
         return JSONResponse(page_result(outputs, np.asarray(model.metadata["palette"], np.uint8),
                                          model.metadata["class_names"]))
 
@@ -313,13 +313,18 @@ def check_pixels(request: PredictRequest, max_pixels: int) -> None:
     for name, value in request.inputs.items():
         if value.dtype == object:
             for data in value:
-                width, height = encoded_size(data, name)
-                if width * height > max_pixels:
-                    raise RestError(400, f"input {name!r}: an image of {width}x{height} pixels; at most "
-                                         f"{max_pixels:,} pixels are accepted")
+                check_encoded(data, name, max_pixels)
         elif value.ndim == 4 and value.shape[1] * value.shape[2] > max_pixels:
             raise RestError(400, f"input {name!r}: images of {value.shape[2]}x{value.shape[1]} pixels; at most "
                                  f"{max_pixels:,} pixels are accepted")
+
+
+def check_encoded(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuses an encoded image that is not a whole PNG or JPEG, or has over ``max_pixels``."""
+    width, height = encoded_size(data, name)
+    if width * height > max_pixels:
+        raise RestError(400, f"input {name!r}: an image of {width}x{height} pixels; at most "
+                             f"{max_pixels:,} pixels are accepted")
 
 
 def encoded_size(data: bytes, name: str) -> tuple[int, int]:
@@ -360,9 +365,7 @@ def decode_page_images(encoded: list[bytes], inputs: list[str], max_pixels: int)
         raise RestError(400, f"the model takes {' + '.join(inputs)}: send {len(inputs)} image(s), in that order")
     images = []
     for data, group in zip(encoded, inputs):
-        width, height = encoded_size(data, group)
-        if width * height > max_pixels:
-            raise RestError(400, f"{group}: an image of {width}x{height} pixels; at most {max_pixels:,} are accepted")
+        check_encoded(data, group, max_pixels)
         try:
             images.append(decode_photo(data, group).image)
         except PhotoError as err:
