@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tfseg.data.clahe import _rgb_to_ycrcb, _ycrcb_to_rgb, clahe  # noqa: E402
+from tfseg.data.clahe import _bin_limit, _rgb_to_ycrcb, _ycrcb_to_rgb, clahe  # noqa: E402
 
 KITTI_DIR = Path(__file__).resolve().parents[2] / "shared/data/kitti_road_sample/training/image_2"
 KITTI_IMAGES = sorted(KITTI_DIR.glob("*.png"))
@@ -104,7 +104,7 @@ def test_colour_conversions_match_cv2():
     np.testing.assert_array_equal(np.stack([y, cr + 128, cb + 128], -1), ycrcb)
 
     ycrcb = random_image((256, 256, 3), seed=1)
-    planes = [tf.constant(ycrcb[..., i].astype(np.int32)) for i in range(3)]
+    planes = [tf.constant(ycrcb[..., i].astype(np.float32)) for i in range(3)]
     back = _ycrcb_to_rgb(planes[0], planes[1] - 128, planes[2] - 128)
     np.testing.assert_array_equal(back, cv2.cvtColor(ycrcb, cv2.COLOR_YCrCb2RGB))
 
@@ -216,3 +216,14 @@ def test_saved_model_takes_any_size(tmp_path):
     for size in [(37, 61, 3), (64, 80, 3)]:
         rgb = random_image(size)
         assert_parity(loaded.equalize(rgb), cv2_clahe_rgb(rgb))
+
+
+@pytest.mark.parametrize("clip_limit", [0.01, 0.1, 0.3, 0.5, 1.0, 1.5, 2.0, 2.5, 2.7, 3.0, 4.0, 40.0, 300.0])
+def test_bin_limit_equals_opencvs_double_arithmetic(clip_limit):
+    # OpenCV: int(clipLimit * tileArea / 256) in double, at least 1. Every tile area of an
+    # 8x8 grid on images up to 4K (480 x 270 pixels per tile) and well beyond.
+    area = np.arange(1, 1 << 18, dtype=np.int64)
+    expected = np.maximum((clip_limit * area.astype(np.float64) / 256).astype(np.int64), 1)
+    limit = _bin_limit(clip_limit, tf.constant(area, tf.int32)).numpy()
+    # A limit at or above the area clips nothing, so only that much of it has to agree.
+    np.testing.assert_array_equal(np.minimum(limit, area), np.minimum(expected, area))

@@ -20,7 +20,11 @@ images equalized offline with OpenCV. The steps follow OpenCV's algorithm:
 
 Histograms come from one ``tf.math.unsorted_segment_sum`` over ``tile_id * 256 + value`` (no
 ``[H, W, 256]`` one-hot), and the interpolation does one gather per pixel that fetches all
-four neighbouring LUT entries at once, packed as the four bytes of an int32.
+four neighbouring LUT entries at once, as a row of four bytes.
+
+Every operation is one that TFLite's builtins and ONNX (opset 17) have: no float64, no
+ClipByValue, no Bitcast, no bit shifts. So the exported model keeps CLAHE in its graph on
+every runtime, equal to OpenCV there too (``tests/test_runtimes.py``).
 
 Outside XLA the result is bit-exact. Under XLA (``jit_compile=True``) the compiler fuses
 multiply-adds into FMAs, so a few pixels that sit on a rounding tie (about 1 in 10,000 on
@@ -28,6 +32,8 @@ KITTI-sized images) come out one grey level off.
 """
 
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numpy as np
 import tensorflow as tf
@@ -80,7 +86,7 @@ def clahe(image, clip_limit: float = 2.0, tile_grid_size: tuple[int, int] = (8, 
         out = equalize(batch[..., 0])[..., tf.newaxis]
     elif channels == 3:
         y, cr, cb = _rgb_to_ycrcb(batch)
-        out = _ycrcb_to_rgb(tf.cast(equalize(tf.cast(y, tf.uint8)), tf.int32), cr, cb)
+        out = _ycrcb_to_rgb(tf.cast(equalize(tf.cast(y, tf.uint8)), tf.float32), cr, cb)
     else:
         raise ValueError(f"clahe expects 1 or 3 channels known when tracing, got {channels}")
     return out if rank == 4 else out[0]
@@ -126,21 +132,64 @@ def _tile_histograms(gray, tiles_x, tiles_y, padded_h, padded_w, tile_h, tile_w)
     bin_base = ((tf.range(batch) * num_tiles)[:, None, None]
                 + ((tf.range(padded_h) // tile_h) * tiles_x)[None, :, None]
                 + (tf.range(padded_w) // tile_w)[None, None, :]) * _BINS
-    bin_ids = bin_base + tf.cast(padded, tf.int32)
+    # Rank-1 segment ids: ONNX's conversion handles no others.
+    bin_ids = tf.reshape(bin_base + tf.cast(padded, tf.int32), [-1])
     hist = tf.math.unsorted_segment_sum(tf.ones_like(bin_ids), bin_ids,
                                         batch * num_tiles * _BINS)
     return tf.reshape(hist, [batch, tiles_y, tiles_x, _BINS])
 
 
+# Clip limits are kept as fractions with at most this denominator (2.0, 2.5, 0.3, 0.01
+# exactly); it keeps every product in _bin_limit below 2**31.
+_MAX_DENOMINATOR = 128
+
+
+def _bin_limit(clip_limit, area: tf.Tensor) -> tf.Tensor:
+    """OpenCV's per-bin count limit, int32: ``max(int(clip_limit * area / 256), 1)``, or
+    ``area`` (nothing clipped) when ``clip_limit <= 0``.
+
+    OpenCV multiplies in double precision, which TFLite's builtins lack. A Python number
+    becomes the fraction ``n / d`` (the double itself for 2.0, 2.5 or 40.0; the decimal for
+    0.3) and ``floor(area * n / D)``, ``D = 256 d``, is computed in int32 from parts that
+    cannot overflow: with ``n = q D + r`` and ``area = w D + s``, it is
+    ``area q + w r + floor(s r / D)``. ``tests/test_clahe.py`` compares it with OpenCV's
+    double arithmetic over every tile area of images up to 4K. A tensor is multiplied in
+    float32, which is exact when ``clip_limit * area`` needs at most 24 significant bits
+    (1.0, 2.0, 4.0, ... with tiles of up to 2**21 pixels).
+    """
+    if isinstance(clip_limit, (int, float)):
+        if clip_limit <= 0:
+            return area
+        # A limit of 256 or more clips nothing (no bin exceeds the area), so the fraction
+        # is capped there.
+        fraction = Fraction(min(float(clip_limit), float(_BINS))).limit_denominator(_MAX_DENOMINATOR)
+        divisor = fraction.denominator * _BINS
+        quotient, remainder = divmod(fraction.numerator, divisor)
+        limit = (area * quotient + (area // divisor) * remainder
+                 + (area % divisor) * remainder // divisor)
+        return tf.maximum(limit, 1)
+    clip_limit = tf.cast(clip_limit, tf.float32)
+    area_f = tf.cast(area, tf.float32)
+    limit = tf.cast(tf.floor(tf.minimum(clip_limit * area_f / _BINS, area_f)), tf.int32)
+    return tf.where(clip_limit > 0, tf.maximum(limit, 1), area)
+
+
+def _clamp(x: tf.Tensor, low, high) -> tf.Tensor:
+    """``tf.clip_by_value`` from min and max, which every runtime has (TFLite's builtins
+    lack ClipByValue)."""
+    return tf.minimum(tf.maximum(x, low), high)
+
+
+def _to_uint8(x: tf.Tensor) -> tf.Tensor:
+    """Saturating cast to uint8 of integer values (``tf.saturate_cast`` clips with
+    ClipByValue)."""
+    return tf.cast(_clamp(x, tf.constant(0, x.dtype), tf.constant(255, x.dtype)), tf.uint8)
+
+
 def _clipped_luts(hist: tf.Tensor, clip_limit, area: tf.Tensor) -> tf.Tensor:
     """Clips and redistributes int32 histograms ``[..., 256]`` of ``area`` pixels each and
     returns their equalization LUTs, uint8 ``[..., 256]``."""
-    # Double precision and truncation as OpenCV. Capping the limit at ``area`` (which no bin
-    # can exceed) keeps the int32 cast safe and expresses "no clipping" without a branch.
-    clip_limit = tf.cast(clip_limit, tf.float64)
-    area64 = tf.cast(area, tf.float64)
-    limit = tf.cast(tf.minimum(clip_limit * area64 / _BINS, area64), tf.int32)
-    limit = tf.where(clip_limit > 0, tf.maximum(limit, 1), area)
+    limit = _bin_limit(clip_limit, area)
 
     excess = tf.reduce_sum(tf.maximum(hist - limit, 0), axis=-1, keepdims=True)
     share = excess // _BINS
@@ -154,7 +203,7 @@ def _clipped_luts(hist: tf.Tensor, clip_limit, area: tf.Tensor) -> tf.Tensor:
     # float32 scale and product as OpenCV's ``sum * lutScale``; tf.round ties to even.
     scale = tf.constant(_BINS - 1, tf.float32) / tf.cast(area, tf.float32)
     cdf = tf.cast(tf.cumsum(hist, axis=-1), tf.float32)
-    return tf.saturate_cast(tf.round(cdf * scale), tf.uint8)
+    return _to_uint8(tf.round(cdf * scale))
 
 
 def _interpolate(gray, luts, tiles_x, tiles_y, tile_h, tile_w):
@@ -168,29 +217,28 @@ def _interpolate(gray, luts, tiles_x, tiles_y, tile_h, tile_w):
         # clamp(floor(t) + 1); ``frac`` is the weight of the second one.
         coord = tf.cast(tf.range(size), tf.float32) * (1.0 / tf.cast(tile, tf.float32)) - 0.5
         lower = tf.floor(coord)
-        cell = tf.clip_by_value(tf.cast(lower, tf.int32) + 1, 0, tiles)
+        cell = _clamp(tf.cast(lower, tf.int32) + 1, 0, tiles)
         frac = coord - lower
         return cell, frac, 1.0 - frac
 
     cell_y, ya, ya1 = axis_weights(height, tile_h, tiles_y)
     cell_x, xa, xa1 = axis_weights(width, tile_w, tiles_x)
 
-    # For each cell, the LUTs of its four corner tiles (clamped at the borders), as the four
-    # bytes of an int32, so one gather fetches all four entries a pixel needs. Packing and
-    # unpacking both use tf.bitcast, so the byte order is the machine's either way.
+    # For each cell, the LUTs of its four corner tiles (clamped at the borders) side by
+    # side, so that one gather of 4-byte rows fetches all four entries a pixel needs.
     def clamped(n):
-        return tf.clip_by_value(tf.range(-1, n + 1), 0, n - 1)
+        return _clamp(tf.range(-1, n + 1), 0, n - 1)
 
     ext = tf.gather(tf.gather(luts, clamped(tiles_y), axis=1), clamped(tiles_x), axis=2)
     corners = tf.stack([ext[:, :-1, :-1], ext[:, :-1, 1:], ext[:, 1:, :-1], ext[:, 1:, 1:]],
                        axis=-1)  # [B, ty + 1, tx + 1, 256, 4]
-    table = tf.reshape(tf.bitcast(corners, tf.int32), [-1])
+    table = tf.reshape(corners, [-1, 4])
 
     cells = (tiles_y + 1) * (tiles_x + 1)
     row_base = (tf.range(batch) * cells)[:, None] + (cell_y * (tiles_x + 1))[None, :]
     index = tf.reshape(row_base * _BINS, [-1, 1]) + (cell_x * _BINS)[None, :]  # [B*H, W]
     index = tf.reshape(index, [batch, height, width]) + tf.cast(gray, tf.int32)
-    packed = tf.bitcast(tf.gather(table, index), tf.uint8)  # [B, H, W, 4]
+    packed = tf.gather(table, index)  # uint8 [B, H, W, 4]
     # Unstacking bytes before the cast moves a quarter of the data of unstacking floats.
     l11, l12, l21, l22 = (tf.cast(c, tf.float32) for c in tf.unstack(packed, axis=-1))
 
@@ -204,34 +252,44 @@ def _interpolate(gray, luts, tiles_x, tiles_y, tile_h, tile_w):
 
 
 def _descale(x: tf.Tensor) -> tf.Tensor:
-    """OpenCV's ``CV_DESCALE``: ``x / 2**14`` rounded half up (arithmetic shift floors)."""
-    return tf.bitwise.right_shift(x + (1 << (_FIX_SHIFT - 1)), _FIX_SHIFT)
+    """OpenCV's ``CV_DESCALE``: ``x / 2**14`` rounded half up, for float32 ``x`` holding an
+    integer of magnitude below ``2**24`` (so every step is exact).
+
+    In float32 rather than int32: OpenCV's arithmetic shift floors, but ONNX shifts unsigned
+    integers only and truncates integer division towards zero, and TensorFlow's int32 floor
+    division is slower than a float multiply and floor.
+    """
+    return tf.floor((x + (1 << (_FIX_SHIFT - 1))) * (1.0 / (1 << _FIX_SHIFT)))
 
 
 def _rgb_to_ycrcb(rgb: tf.Tensor):
-    """uint8 RGB ``[..., 3]`` -> int32 ``Y``, ``Cr - 128``, ``Cb - 128``, each ``[...]``.
+    """uint8 RGB ``[..., 3]`` -> ``Y``, ``Cr - 128``, ``Cb - 128``, each float32 ``[...]``
+    holding integers.
 
     Bit-exact ``cv2.COLOR_RGB2YCrCb``: BT.601 with OpenCV's 14-bit fixed-point coefficients
-    (0.299, 0.587, 0.114; 0.713, 0.564). Chroma is kept centred on 0 because that is how the
-    inverse uses it; ``clip(c + 128, 0, 255) - 128 == clip(c, -128, 127)``.
+    (0.299, 0.587, 0.114; 0.713, 0.564). Every product and sum is an integer below ``2**23``,
+    exact in float32 (with or without fused multiply-adds). Chroma is kept centred on 0
+    because that is how the inverse uses it; ``clip(c + 128, 0, 255) - 128 ==
+    clip(c, -128, 127)``.
     """
-    # Unstack as uint8 then cast: a quarter of the memory traffic of unstacking int32.
-    r, g, b = (tf.cast(c, tf.int32) for c in tf.unstack(rgb, axis=-1))
+    # Unstack as uint8 then cast: a quarter of the memory traffic of unstacking floats.
+    r, g, b = (tf.cast(c, tf.float32) for c in tf.unstack(rgb, axis=-1))
     y = _descale(r * 4899 + g * 9617 + b * 1868)
-    cr = tf.clip_by_value(_descale((r - y) * 11682), -128, 127)
-    cb = tf.clip_by_value(_descale((b - y) * 9241), -128, 127)
+    cr = _clamp(_descale((r - y) * 11682), -128.0, 127.0)
+    cb = _clamp(_descale((b - y) * 9241), -128.0, 127.0)
     return y, cr, cb
 
 
 def _ycrcb_to_rgb(y: tf.Tensor, cr: tf.Tensor, cb: tf.Tensor) -> tf.Tensor:
-    """int32 ``Y``, ``Cr - 128``, ``Cb - 128`` ``[...]`` -> uint8 RGB ``[..., 3]``.
+    """float32 ``Y``, ``Cr - 128``, ``Cb - 128`` ``[...]`` (integers) -> uint8 RGB
+    ``[..., 3]``.
 
     Bit-exact ``cv2.COLOR_YCrCb2RGB``: coefficients 1.403, -0.714, -0.344, 1.773 in OpenCV's
     14-bit fixed point.
     """
-    planes = [tf.saturate_cast(y + _descale(cr * 22987), tf.uint8),
-              tf.saturate_cast(y + _descale(cb * -5636 + cr * -11698), tf.uint8),
-              tf.saturate_cast(y + _descale(cb * 29049), tf.uint8)]
+    planes = [_to_uint8(y + _descale(cr * 22987)),
+              _to_uint8(y + _descale(cb * -5636 + cr * -11698)),
+              _to_uint8(y + _descale(cb * 29049))]
     # Interleave the channels with a 2-D transpose: on CPU it is ~2.5x faster than
     # tf.stack(..., axis=-1), which copies one element at a time.
     rgb = tf.transpose(tf.reshape(tf.stack(planes), [3, -1]))

@@ -50,9 +50,10 @@ def resize_image(images: tf.Tensor, size) -> tf.Tensor:
     """uint8 ``[..., H, W, C]`` -> uint8 ``[..., size[0], size[1], C]``: bilinear with half-pixel
     centres and no antialiasing, rounded back to uint8, so that CLAHE sees integers."""
     # Cast first (exact for uint8): the same result, and an op every runtime has (TFLite's
-    # built-in bilinear resize takes floats only).
+    # built-in bilinear resize takes floats only). Min and max rather than clip_by_value,
+    # which TFLite's builtins lack.
     resized = tf.image.resize(tf.cast(images, tf.float32), size, method="bilinear")
-    return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+    return tf.cast(tf.round(tf.minimum(tf.maximum(resized, 0.0), 255.0)), tf.uint8)
 
 
 def equalize(images: tf.Tensor, config: PreprocessConfig, backend: str = "tensorflow") -> tf.Tensor:
