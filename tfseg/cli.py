@@ -149,13 +149,28 @@ def cmd_export(args) -> int:
     path = export_run(run, base, version=args.version, probabilities=args.probabilities)
     print(f"exported SavedModel to {path}")
     if args.tflite or args.onnx:
-        from tfseg.serving.runtimes import export_runtimes
+        from tfseg.serving.runtimes import export_runtimes, run_check_images
 
-        for name, check in export_runtimes(path, args.tflite, args.onnx).items():
-            figures = (f"classes agree on {100 * check['class_agreement']:.3f} % of pixels, probabilities "
-                       f"within {check['max_probability_difference']:.2g}" if check["checked"] else check["why"])
-            print(f"wrote {path / 'assets.extra' / name} ({check['bytes']:,} bytes): {figures}")
+        check = run_check_images(run)
+        report = export_runtimes(path, args.tflite, args.onnx, check)
+        print(f"checked on {check.description}")
+        for name, figures in report.items():
+            if isinstance(figures, dict) and name != "saved_model":
+                print(f"wrote {path / 'assets.extra' / name} ({figures['bytes']:,} bytes): "
+                      f"{runtime_summary(figures, report.get('saved_model'))}")
     return 0
+
+
+def runtime_summary(figures: dict, saved_model: dict | None) -> str:
+    """One line of a converted file's check against the SavedModel."""
+    if not figures["checked"]:
+        return f"not checked: {figures['why']}"
+    line = (f"classes agree on {100 * figures['class_agreement']:.3f} % of pixels, probabilities within "
+            f"{figures['max_probability_difference']:.2g}")
+    if saved_model is not None:
+        line += (f"; MaxF {figures['max_f']:.4f} (SavedModel {saved_model['max_f']:.4f}), road IoU "
+                 f"{figures['road_iou']:.4f} ({saved_model['road_iou']:.4f})")
+    return line
 
 
 def cmd_predict(args) -> int:
@@ -395,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate", help="score a run, a SavedModel or a folder of predictions at the labels' own resolution")
     evaluate.add_argument("--run-dir", help="a finished run: its model, served as exported, on its own data")
-    evaluate.add_argument("--model", help="an exported SavedModel (with --dataset and --data-dir)")
+    evaluate.add_argument("--model", help="an exported SavedModel, or its .tflite or .onnx file (with --dataset and "
+                                          "--data-dir)")
     evaluate.add_argument("--predictions", help="a folder of PNGs named <image id>.png (KITTI: also "
                                                 "um_road_000000.png), with --dataset and --data-dir")
     evaluate.add_argument("--format", choices=PREDICTION_FORMATS, default="auto",
@@ -438,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--version", type=positive_int, help="version number (default: one more than the highest "
                                                     "there); an existing version is never overwritten")
     export.add_argument("--tflite", action="store_true",
-                        help="also write TensorFlow Lite models (float32 and float16) beside it, checked "
-                             "against the SavedModel (not for models trained with CLAHE)")
+                        help="also write TFLite models (float32, float16, int8 calibrated on training images) "
+                             "beside it, each checked against the SavedModel on the run's validation images")
     export.add_argument("--onnx", action="store_true",
                         help="also write an ONNX model (needs tf2onnx; checked with onnxruntime if installed)")
     export.add_argument("--no-probabilities", dest="probabilities", action="store_false",
@@ -448,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     predict = commands.add_parser("predict", help="segment a folder of images, or a video, with a SavedModel")
-    predict.add_argument("--model", required=True, help="SavedModel directory from `tfseg export`")
+    predict.add_argument("--model", required=True, help="SavedModel directory from `tfseg export`, or its .tflite "
+                                                        "or .onnx file (assets.extra/, beside tfseg.json)")
     predict.add_argument("--input", "-i", required=True, action="append",
                          help="folder of .png/.jpg/.jpeg/.bmp images, or a .mp4/.avi/.mov/.mkv video; "
                               "for a model of stacked images (e.g. background + composite), once per "

@@ -219,11 +219,12 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True, worst: 
 
 def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progress: bool = True,
                          worst: Worst | None = None) -> dict:
-    """Scores an exported SavedModel on ``split`` of the data ``data_config`` describes."""
+    """Scores an exported model (a SavedModel, or a ``.tflite`` or ``.onnx`` file) on
+    ``split`` of the data ``data_config`` describes."""
     from tfseg.data.sources import make_source
-    from tfseg.serving.client import SegmentationModel
+    from tfseg.serving.client import load_model
 
-    model = SegmentationModel(model_dir)
+    model = load_model(model_dir)
     source = make_source(data_config)
     if len(model.class_names) != len(source.class_names):
         raise UserError(f"model {model_dir}: predicts {len(model.class_names)} classes but "

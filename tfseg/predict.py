@@ -25,7 +25,7 @@ from tfseg.images import IMAGE_SUFFIXES, list_images
 from tfseg.kitti_benchmark import Calibration, read_calibration, to_bev
 from tfseg.photos import Photo, PhotoError, photo_size, read_photo
 from tfseg.predictions import encode_depth, is_kitti_image_id, kitti_submission_stem, quantize_probability
-from tfseg.serving.client import SegmentationModel
+from tfseg.serving.client import ExportedModel, load_model
 from tfseg.viz import depth_preview, overlay, write_rgb
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -170,7 +170,10 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     stacked_with = [Path(folder) for folder in stacked_with]
     images, broken = check_folders(input_dir, output_dir, recursive, stacked_with)
-    model = SegmentationModel(model_path)
+    model = load_model(model_path)
+    if tile not in ("auto", "off") and not model.can_tile:
+        raise UserError(f"--tile {tile}: model {model.path} holds the whole inference path only; tiles need the "
+                        "SavedModel's `network` endpoint (give the SavedModel, or leave --tile out)")
     if len(model.inputs) != 1 + len(stacked_with):
         raise UserError(f"model {model.path} takes {' + '.join(model.inputs)} stacked: give one --input folder "
                         f"for each, in that order (got {1 + len(stacked_with)})")
@@ -379,7 +382,7 @@ def read_batch(paths: list[Path], input_dir: Path,
     return photos, failed
 
 
-def segment_batch(model: SegmentationModel, photos: list[tuple[Path, Photo]], tile: str | int,
+def segment_batch(model: ExportedModel, photos: list[tuple[Path, Photo]], tile: str | int,
                   probability_of: int | None):
     """Yields ``(path, photo, Segmented or the reason it failed)`` for each photo."""
     import tensorflow as tf
@@ -388,8 +391,9 @@ def segment_batch(model: SegmentationModel, photos: list[tuple[Path, Photo]], ti
     for path, photo in photos:
         height, width = photo.image.shape[:2]
         big = model.network_pixels(height, width) > TILE_AUTO_PIXELS
-        # Tiles carry class scores only: a model with a depth head sees whole images.
-        in_tiles = tile != "off" and (tile != "auto" or big) and not model.has_depth
+        # Tiles carry class scores only: a model with a depth head sees whole images, and so
+        # does a converted file, which holds the whole path only.
+        in_tiles = tile != "off" and (tile != "auto" or big) and not model.has_depth and model.can_tile
         (tiled if in_tiles else whole).append((path, photo))
     tile_size = DEFAULT_TILE if tile in ("auto", "off") else int(tile)
     same_size = len({p.image.shape for _, p in whole}) <= 1
@@ -404,9 +408,10 @@ def segment_batch(model: SegmentationModel, photos: list[tuple[Path, Photo]], ti
                 continue
             yield group[0][0], group[0][1], f"out of memory (try --tile {tile_size // 2})"
             continue
-        classes = outputs["classes"].numpy()
-        probability = outputs["probabilities"][..., probability_of].numpy() if probability_of is not None else None
-        depth = outputs["depth"].numpy() if model.has_depth else None
+        classes = np.asarray(outputs["classes"])
+        probability = (np.asarray(outputs["probabilities"])[..., probability_of] if probability_of is not None
+                       else None)
+        depth = np.asarray(outputs["depth"]) if model.has_depth else None
         for i, (path, photo) in enumerate(group):
             yield path, photo, Segmented(classes[i], probability[i] if probability is not None else None,
                                          depth=depth[i] if depth is not None else None)
@@ -456,7 +461,7 @@ def predict_video(model_path: str | Path, video: str | Path, output_dir: str | P
     if not overwrite and (target.exists() or (frame_masks and masks_dir.exists())):
         raise UserError(f"output {target if target.exists() else masks_dir}: already exists; "
                         "pass --overwrite or choose another --output")
-    model = SegmentationModel(model_path)
+    model = load_model(model_path)
     if len(model.inputs) != 1:
         raise UserError(f"model {model.path} takes {' + '.join(model.inputs)} stacked: it segments "
                         "folders of paired images, not a video")

@@ -1,7 +1,8 @@
-"""The client of an exported SavedModel that ``predict`` and ``evaluate`` share.
+"""The client of an exported model that ``predict`` and ``evaluate`` share: a SavedModel,
+or one of its conversions (``model_*.tflite``, ``model.onnx``; :mod:`tfseg.serving.runtimes`).
 
-It needs the SavedModel and its ``assets.extra/tfseg.json`` only: neither the model code
-nor the training configuration.
+It needs the model and its ``assets.extra/tfseg.json`` only: neither the model code nor
+the training configuration. :func:`load_model` picks the kind from the path.
 """
 
 from __future__ import annotations
@@ -14,13 +15,79 @@ import numpy as np
 from tfseg.errors import UserError
 from tfseg.heads import DEPTH
 from tfseg.serving.layout import METADATA_FILE, saved_model_dir
+from tfseg.serving.lite import MODEL_SUFFIXES, LiteModel, ModelFileError
 
 
-class SegmentationModel:
+def load_model(path: str | Path) -> SegmentationModel | ConvertedModel:
+    """The exported model at ``path``: a ``.tflite`` or ``.onnx`` file, else a SavedModel
+    folder or a model base folder of versions."""
+    path = Path(path)
+    if path.suffix.lower() in MODEL_SUFFIXES:
+        return ConvertedModel(path)
+    return SegmentationModel(path)
+
+
+class ExportedModel:
+    """What ``tfseg.json`` says about an export, for every kind of model file.
+
+    Subclasses provide ``serve(images uint8 [N, H, W, C]) -> {"classes": uint8 [N, H, W],
+    "probabilities": float32 [N, H, W, num_classes], ...}`` (NumPy arrays or tensors), and
+    ``segment_tiled`` where ``can_tile``.
+    """
+
+    can_tile = False  # whether the model has the endpoints that segmenting in tiles needs
+
+    def __init__(self, path: Path, metadata: dict):
+        self.path = path
+        self.metadata = metadata
+        try:
+            self.class_names = list(metadata["class_names"])
+            self.palette = np.asarray(metadata["palette"], np.uint8)
+        except (KeyError, TypeError, ValueError) as err:
+            raise UserError(f"model {path}: {METADATA_FILE.name} is unreadable ({err})") from None
+        self.has_probabilities = "probabilities" in metadata.get("outputs", ["probabilities"])
+        self.has_depth = DEPTH in metadata.get("outputs", [])
+        self.stride = int(metadata.get("stride", 1))
+        self.resize = list(metadata.get("resize") or [])
+        # The RGB images stacked in each input, in order (exports before stacked inputs: one).
+        self.inputs = list(metadata.get("inputs", ["image"]))
+
+    def network_pixels(self, height: int, width: int) -> int:
+        """How many pixels the network sees for an image of ``height`` x ``width``."""
+        return self.resize[0] * self.resize[1] if self.resize else height * width
+
+    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """``images`` uint8 ``[N, H, W, 3]`` -> ``{"classes": uint8 [N, H, W],
+        "probabilities": float32 [N, H, W, num_classes]}``."""
+        return {key: np.asarray(value) for key, value in self.serve(images).items()}
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """One image ``[H, W, 3]`` uint8 -> its class map ``[H, W]`` uint8."""
+        return np.asarray(self.serve(image[np.newaxis])["classes"])[0]
+
+
+class ConvertedModel(ExportedModel):
+    """A ``.tflite`` file (run by LiteRT) or ``.onnx`` file (onnxruntime) written by
+    ``tfseg export``, with its ``tfseg.json`` beside it (the export's ``assets.extra/``)."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        try:
+            self.runtime = LiteModel(path, threads)
+        except ModelFileError as err:
+            raise UserError(str(err)) from None
+        super().__init__(path, self.runtime.metadata)
+        if self.has_depth or len(self.inputs) != 1:
+            raise UserError(f"model {path}: converted files hold one-image segmentation models only")
+        self.serve = self.runtime.predict
+
+
+class SegmentationModel(ExportedModel):
     """An exported tfseg SavedModel: ``model(image uint8 [H, W, 3]) -> classes uint8 [H, W]``.
 
     ``path`` is a SavedModel folder or a model base folder of versions (the highest is used).
     """
+
+    can_tile = True
 
     def __init__(self, path: str | Path):
         path = saved_model_dir(Path(path))
@@ -30,28 +97,16 @@ class SegmentationModel:
         import tensorflow as tf
 
         try:
-            self.metadata = json.loads(metadata_path.read_text())
-            self.class_names = self.metadata["class_names"]
-            self.palette = np.asarray(self.metadata["palette"], np.uint8)
-        except (ValueError, KeyError, TypeError) as err:
+            metadata = json.loads(metadata_path.read_text())
+        except ValueError as err:
             raise UserError(f"model {path}: {METADATA_FILE} is unreadable ({err})") from None
-        self.path = path
-        self.has_probabilities = "probabilities" in self.metadata.get("outputs", ["probabilities"])
-        self.has_depth = DEPTH in self.metadata.get("outputs", [])
+        super().__init__(path, metadata)
         try:
             self._loaded = tf.saved_model.load(str(path))  # kept referenced: it owns the variables
         except Exception as err:  # protobuf's DecodeError, TensorFlow's errors, OSError...
             reason = " ".join(str(err).split())[:200] or type(err).__name__
             raise UserError(f"model {path}: cannot be loaded as a SavedModel ({reason})") from None
         self.serve = self._loaded.serve
-        self.stride = int(self.metadata.get("stride", 1))
-        self.resize = list(self.metadata.get("resize") or [])
-        # The RGB images stacked in each input, in order (exports before stacked inputs: one).
-        self.inputs = list(self.metadata.get("inputs", ["image"]))
-
-    def network_pixels(self, height: int, width: int) -> int:
-        """How many pixels the network sees for an image of ``height`` x ``width``."""
-        return self.resize[0] * self.resize[1] if self.resize else height * width
 
     def segment_tiled(self, image: np.ndarray, tile: int, probability_of: int | None = None):
         """``image`` uint8 ``[H, W, 3]`` in overlapping tiles (:mod:`tfseg.serving.tiling`) ->
@@ -68,12 +123,3 @@ class SegmentationModel:
             resize=self.resize, stride=self.stride, tile=tile, margin=tile // 4,
             num_classes=len(self.class_names), probability_of=probability_of,
             resize_logits=lambda logits, size: tf.image.resize(logits, size, method="bilinear").numpy())
-
-    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """``images`` uint8 ``[N, H, W, 3]`` -> ``{"classes": uint8 [N, H, W],
-        "probabilities": float32 [N, H, W, num_classes]}``."""
-        return {key: value.numpy() for key, value in self.serve(images).items()}
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        """One image ``[H, W, 3]`` uint8 -> its class map ``[H, W]`` uint8."""
-        return self.serve(image[np.newaxis])["classes"].numpy()[0]

@@ -1,22 +1,28 @@
-"""The exported model for other runtimes: TensorFlow Lite (float32, float16) and ONNX.
+"""The exported model for other runtimes: TFLite (float32, float16, int8) and ONNX.
 
-Each converts the SavedModel's ``serving_default`` (uint8 images of any size in;
-``classes`` and ``probabilities`` out: the whole inference path, preprocessing included)
-and is then checked against the SavedModel on sample images: the share of pixels whose
-class agrees, and the largest difference of any probability. The files go to the version
-folder's ``assets.extra/`` (``model_float32.tflite``, ``model_float16.tflite``,
-``model.onnx``) with the check's figures in ``runtimes.json``.
+Each converts the SavedModel's ``serving_default``: uint8 images of any size in,
+``classes`` and ``probabilities`` out, the whole inference path included (resize, CLAHE,
+normalisation, the network, the way back to the image's size), using only operations the
+runtimes have built in. The files go to the version folder's ``assets.extra/``, beside
+``tfseg.json``, which is all a runtime needs besides the file::
 
-Both need builtin operations for everything in the graph. tfseg's in-graph CLAHE uses
-operations neither has (``UnsortedSegmentSum``, ``Bitcast``; TFLite would need its Flex
-runtime, which the Python interpreter lacks), so models trained with CLAHE are refused
-with a clear message rather than converted into files that cannot run. ONNX needs the
-optional ``tf2onnx`` (and ``onnxruntime`` for the check).
+    model_float32.tflite   model_float16.tflite (float16 weights)
+    model_int8.tflite      weights and activations int8 where the converter can, float
+                           where it cannot; calibrated on images of the run's training split
+    model.onnx             opset 17 (needs tf2onnx)
+    runtimes.json          the checks below
+
+Each file is run by its runtime (LiteRT, onnxruntime: :mod:`tfseg.serving.lite`) on the
+run's validation images at their original size and compared with the SavedModel: the
+share of pixels whose class agrees, the largest probability difference, and for
+two-class models MaxF and road IoU beside the SavedModel's. A float file that agrees on
+less than 99.9 % of the pixels is not kept; the int8 file is kept with its change stated.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,43 +30,82 @@ import numpy as np
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, write_text
 from tfseg.serving.layout import METADATA_FILE
+from tfseg.serving.lite import LiteModel, ModelFileError
 
-TFLITE_TYPES = ("float32", "float16")
+TFLITE_TYPES = ("float32", "float16", "int8")
+ONNX_FILE = "model.onnx"
 ONNX_OPSET = 17
-# A conversion whose classes agree with the SavedModel's on less of the sample images'
+REPORT_FILE = "runtimes.json"
+# A float conversion whose classes agree with the SavedModel's on less of the check images'
 # pixels than this is not kept.
 MIN_CLASS_AGREEMENT = 0.999
+CHECK_IMAGES = 48  # validation images the files are checked on (evenly spread over the split)
+CALIBRATION_IMAGES = 16  # training images int8's activation ranges are measured on
 
 
-def sample_images(seed: int = 0) -> list[np.ndarray]:
-    """Images of two sizes (one odd) for the parity check: smooth shapes plus noise."""
+def tflite_file(dtype: str) -> str:
+    return f"model_{dtype}.tflite"
+
+
+@dataclass
+class CheckImages:
+    """What the conversions are checked and calibrated on: uint8 ``[H, W, C]`` images at
+    their original size, their labels (uint8 ``[H, W]``, for the two-class scores; or
+    None), and calibration images."""
+
+    images: list[np.ndarray]
+    labels: list[np.ndarray] | None
+    calibration: list[np.ndarray]
+    description: str
+
+
+def synthetic_check_images(seed: int = 0) -> CheckImages:
+    """Two images of two sizes (one odd): smooth shapes plus noise, for a run whose data is
+    not at hand."""
     rng = np.random.default_rng(seed)
     images = []
     for height, width in ((96, 160), (77, 131)):
         y, x = np.mgrid[:height, :width]
         base = np.stack([x * 255 / width, y * 255 / height, (x + y) % 64 * 4], -1)
         images.append(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
-    return images
+    return CheckImages(images, None, images, f"{len(images)} synthetic images")
 
 
-def agreement(outputs: list[dict], references: list[dict]) -> dict:
-    """Pixel share of equal classes and the largest probability difference (an output of
-    another shape agrees nowhere)."""
-    for output, reference in zip(outputs, references):
-        if output["classes"].shape != reference["classes"].shape:
-            return {"class_agreement": 0.0, "max_probability_difference": 1.0,
-                    "problem": f"output {output['classes'].shape} for an image of {reference['classes'].shape}"}
-    equal = sum(int((o["classes"] == r["classes"]).sum()) for o, r in zip(outputs, references))
-    total = sum(r["classes"].size for r in references)
-    worst = max(float(np.abs(o["probabilities"] - r["probabilities"]).max()) for o, r in zip(outputs, references))
-    return {"class_agreement": equal / total, "max_probability_difference": worst}
+def run_check_images(run, check: int = CHECK_IMAGES, calibration: int = CALIBRATION_IMAGES) -> CheckImages:
+    """The run's own validation images (labels with them) and training images, evenly
+    spread over each split; synthetic images, said so, where the run's data is not here."""
+    from tfseg.data.sources import make_source
+    from tfseg.evaluate import examples, split_names
+
+    try:
+        source = make_source(run.config.data)
+        val, train = split_names(source, "val"), split_names(source, "train")
+    except UserError as err:
+        fallback = synthetic_check_images()
+        fallback.description += f" (the run's data is not at hand: {err})"
+        return fallback
+
+    def spread(split: str, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        total = sum(source.num_examples(name) for name in split_names(source, split))
+        keep = set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist())
+        kept = []
+        for index, (_, image, label, _) in enumerate(examples(source, split)):
+            if index in keep:
+                kept.append((image, label))
+            if len(kept) == len(keep):
+                break
+        return kept
+
+    checked, calibrating = spread("val", check), spread("train", calibration)
+    return CheckImages([image for image, _ in checked], [label for _, label in checked],
+                       [image for image, _ in calibrating],
+                       f"{len(checked)} images of {source.name}'s {'+'.join(val)} split at their original size "
+                       f"(int8 calibrated on {len(calibrating)} of {'+'.join(train)})")
 
 
-def _check_convertible(version_dir: Path) -> dict:
+def checked_metadata(version_dir: Path) -> dict:
+    """The export's metadata, if its model can be converted; else a one-line refusal."""
     metadata = json.loads((version_dir / METADATA_FILE).read_text())
-    if metadata.get("preprocess", {}).get("clahe"):
-        raise UserError(f"model {version_dir}: was trained with CLAHE, whose in-graph form uses operations "
-                        "TFLite and ONNX lack (UnsortedSegmentSum, Bitcast); serve it with TensorFlow or TF Serving")
     if "probabilities" not in metadata.get("outputs", ["probabilities"]):
         raise UserError(f"model {version_dir}: was exported without probabilities; export it with them to convert it")
     inputs = metadata.get("inputs", ["image"])
@@ -71,26 +116,29 @@ def _check_convertible(version_dir: Path) -> dict:
     return metadata
 
 
-def convert_tflite(version_dir: Path, dtype: str) -> bytes:
+def convert_tflite(version_dir: Path, dtype: str, calibration: list[np.ndarray]) -> bytes:
+    """``serving_default`` as TFLite with builtin operations only.
+
+    float16: weights stored as float16 (computed in float32). int8: weights int8 and
+    activations int8 with ranges measured on ``calibration`` (uint8 ``[H, W, C]`` images
+    of any sizes) wherever the converter can, float elsewhere; the input stays uint8 and
+    the outputs float32 and uint8, as in the SavedModel.
+    """
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(version_dir), signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if dtype == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
-
-
-def run_tflite(model: bytes, images: list[np.ndarray]) -> list[dict]:
-    import warnings
-
-    import tensorflow as tf
-
-    with warnings.catch_warnings():  # tf.lite.Interpreter announces its successor, LiteRT
-        warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_content=model)
-    runner = interpreter.get_signature_runner("serving_default")
-    return [{k: v[0] for k, v in runner(images=image[np.newaxis]).items()} for image in images]
+    elif dtype == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ({"images": image[np.newaxis]} for image in calibration)
+    try:
+        return converter.convert()
+    except Exception as err:  # the converter's ConverterError and friends
+        reason = " ".join(str(err).split())[:300]
+        raise UserError(f"model {version_dir}: cannot be converted to TFLite {dtype} ({reason})") from None
 
 
 def convert_onnx(loaded) -> bytes:
@@ -109,44 +157,70 @@ def convert_onnx(loaded) -> bytes:
     return proto.SerializeToString()
 
 
-def run_onnx(model: bytes, images: list[np.ndarray]) -> list[dict] | None:
-    try:
-        import onnxruntime
-    except ImportError:
-        return None
-    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
-    names = [output.name for output in session.get_outputs()]
-    return [{name: value[0] for name, value in zip(names, session.run(None, {"images": image[np.newaxis]}))}
-            for image in images]
+def outputs_of(predict, images: list[np.ndarray]) -> list[dict]:
+    """``predict`` (``uint8 [1, H, W, C]`` -> outputs) on each image, as NumPy, batch axis off."""
+    return [{name: np.asarray(value)[0] for name, value in predict(image[np.newaxis]).items()} for image in images]
 
 
-def export_runtimes(version_dir: Path, tflite: bool, onnx: bool) -> dict:
-    """Writes the requested conversions beside the SavedModel and checks each against it;
-    returns (and writes to ``assets.extra/runtimes.json``) the check's figures."""
+def agreement(outputs: list[dict], references: list[dict]) -> dict:
+    """Pixel share of equal classes and the largest probability difference (an output of
+    another shape agrees nowhere)."""
+    for output, reference in zip(outputs, references):
+        if output["classes"].shape != reference["classes"].shape:
+            return {"class_agreement": 0.0, "max_probability_difference": 1.0,
+                    "problem": f"output {output['classes'].shape} for an image of {reference['classes'].shape}"}
+    equal = sum(int((o["classes"] == r["classes"]).sum()) for o, r in zip(outputs, references))
+    total = sum(r["classes"].size for r in references)
+    worst = max(float(np.abs(o["probabilities"] - r["probabilities"]).max()) for o, r in zip(outputs, references))
+    return {"class_agreement": equal / total, "max_probability_difference": worst}
+
+
+def road_scores(outputs: list[dict], labels: list[np.ndarray], class_names) -> dict:
+    """MaxF, AP and road (class 1) IoU of a two-class model's outputs at the labels' size."""
+    from tfseg.evaluate import Scorer
+    from tfseg.predictions import quantize_probability
+
+    scorer = Scorer(class_names)
+    for output, label in zip(outputs, labels):
+        scorer.add(label, output["classes"], quantize_probability(output["probabilities"][..., 1]))
+    result = scorer.result()
+    return {"max_f": result["max_f"], "average_precision": result["average_precision"],
+            "road_iou": result["iou_per_class"][1]}
+
+
+def export_runtimes(version_dir: Path, tflite: bool, onnx: bool, check: CheckImages) -> dict:
+    """Writes the requested conversions beside the SavedModel and checks each against it on
+    ``check``; returns (and writes to ``assets.extra/runtimes.json``) the figures."""
     import tensorflow as tf
 
-    _check_convertible(version_dir)
-    images = sample_images()
+    metadata = checked_metadata(version_dir)
+    two_class = len(metadata["class_names"]) == 2 and check.labels is not None
     loaded = tf.saved_model.load(str(version_dir))  # kept referenced: it owns the variables
-    serve = loaded.signatures["serving_default"]
-    references = [{k: v.numpy()[0] for k, v in serve(images=tf.constant(image[np.newaxis])).items()}
-                  for image in images]
-    report = {}
-    conversions = [(f"model_{dtype}.tflite", lambda d=dtype: convert_tflite(version_dir, d), run_tflite)
+    references = outputs_of(lambda x: loaded.signatures["serving_default"](images=tf.constant(x)), check.images)
+    report = {"checked_on": check.description}
+    if two_class:
+        report["saved_model"] = road_scores(references, check.labels, metadata["class_names"])
+    conversions = [(tflite_file(dtype), lambda d=dtype: convert_tflite(version_dir, d, check.calibration))
                    for dtype in (TFLITE_TYPES if tflite else ())]
     if onnx:
-        conversions.append(("model.onnx", lambda: convert_onnx(loaded), run_onnx))
-    for name, convert, run in conversions:
+        conversions.append((ONNX_FILE, lambda: convert_onnx(loaded)))
+    for name, convert in conversions:
+        path = version_dir / "assets.extra" / name
         model = convert()
-        with atomic_path(version_dir / "assets.extra" / name) as tmp:
+        with atomic_path(path) as tmp:
             tmp.write_bytes(model)
-        outputs = run(model, images)
-        report[name] = ({"checked": False, "why": "onnxruntime is not installed"} if outputs is None
-                        else {"checked": True, **agreement(outputs, references)})
-        report[name]["bytes"] = len(model)
-        if report[name]["checked"] and report[name]["class_agreement"] < MIN_CLASS_AGREEMENT:
-            (version_dir / "assets.extra" / name).unlink()  # our own file, and it is wrong
-            raise UserError(f"{name}: disagrees with the SavedModel on the sample images ({report[name]}); "
+        try:
+            runtime = LiteModel(path)
+        except ModelFileError as err:  # onnxruntime or LiteRT missing: kept, unchecked
+            report[name] = {"checked": False, "why": str(err), "bytes": len(model)}
+            continue
+        outputs = outputs_of(runtime.predict, check.images)
+        report[name] = {"checked": True, "bytes": len(model), **agreement(outputs, references)}
+        if two_class:
+            report[name].update(road_scores(outputs, check.labels, metadata["class_names"]))
+        if name != tflite_file("int8") and report[name]["class_agreement"] < MIN_CLASS_AGREEMENT:
+            path.unlink()  # our own file, and it is wrong
+            raise UserError(f"{name}: disagrees with the SavedModel on {check.description} ({report[name]}); "
                             "not kept")
-    write_text(version_dir / "assets.extra" / "runtimes.json", json.dumps(report, indent=1))
+    write_text(version_dir / "assets.extra" / REPORT_FILE, json.dumps(report, indent=1))
     return report
