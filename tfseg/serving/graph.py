@@ -21,6 +21,7 @@ from tfseg.data.preprocess import network_input, pad_to_multiple
 from tfseg.heads import DEPTH, LOGITS, named_outputs
 from tfseg.models import build_model
 
+NETWORK_SCOPE = "network"
 # A batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
 BYTES_INPUT = tf.TensorSpec([None], tf.string, name="image_bytes")
 
@@ -71,7 +72,11 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = network_input(images, data_config)
         net_height, net_width = tf.shape(x)[1], tf.shape(x)[2]
-        heads = named_outputs(model(pad_to_multiple(x, stride), training=False))
+        # The network's own operations under one name: the int8 conversion quantizes those
+        # only (tfseg.serving.runtimes), leaving the exact integer CLAHE and
+        # the resizing in float.
+        with tf.name_scope(NETWORK_SCOPE):
+            heads = named_outputs(model(pad_to_multiple(x, stride), training=False))
 
         def back_to_image(maps):
             maps = tf.cast(maps, tf.float32)[:, :net_height, :net_width, :]

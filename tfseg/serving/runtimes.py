@@ -29,6 +29,7 @@ import numpy as np
 
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path, write_text
+from tfseg.serving.graph import NETWORK_SCOPE
 from tfseg.serving.layout import METADATA_FILE
 from tfseg.serving.lite import LiteModel, ModelFileError
 
@@ -119,26 +120,53 @@ def checked_metadata(version_dir: Path) -> dict:
 def convert_tflite(version_dir: Path, dtype: str, calibration: list[np.ndarray]) -> bytes:
     """``serving_default`` as TFLite with builtin operations only.
 
-    float16: weights stored as float16 (computed in float32). int8: weights int8 and
-    activations int8 with ranges measured on ``calibration`` (uint8 ``[H, W, C]`` images
-    of any sizes) wherever the converter can, float elsewhere; the input stays uint8 and
-    the outputs float32 and uint8, as in the SavedModel.
+    float16: weights stored as float16 (computed in float32). int8: the network's weights
+    and activations int8 (activation ranges measured on ``calibration``, uint8 ``[H, W, C]``
+    images of any sizes) wherever the converter can; everything outside the network stays
+    as it is, because CLAHE's float steps hold exact integers up to 2**23 and the resizing
+    and softmax are cheap next to the network. The input stays uint8 and the outputs float32
+    and uint8, as in the SavedModel.
     """
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(version_dir), signature_keys=["serving_default"])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if dtype == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif dtype == "int8":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ({"images": image[np.newaxis]} for image in calibration)
+    def converter():
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(version_dir), signature_keys=["serving_default"])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        return converter
+
     try:
-        return converter.convert()
+        if dtype == "float32":
+            return converter().convert()
+        if dtype == "float16":
+            half = converter()
+            half.optimizations = [tf.lite.Optimize.DEFAULT]
+            half.target_spec.supported_types = [tf.float16]
+            return half.convert()
+        return _network_in_int8(converter, calibration)
     except Exception as err:  # the converter's ConverterError and friends
         reason = " ".join(str(err).split())[:300]
         raise UserError(f"model {version_dir}: cannot be converted to TFLite {dtype} ({reason})") from None
+
+
+def _network_in_int8(converter, calibration: list[np.ndarray]) -> bytes:
+    """Full-integer quantization of the operations under ``NETWORK_SCOPE`` only, through
+    the converter's selective quantization (every float tensor outside it denylisted)."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    def samples(images):
+        return lambda: ({"images": image[np.newaxis]} for image in images)
+
+    tensors = Interpreter(model_content=converter().convert()).get_tensor_details()
+    outside = [t["name"] for t in tensors
+               if t["dtype"] == np.float32 and not t["name"].startswith(f"{NETWORK_SCOPE}/")]
+    quantizing = converter()
+    quantizing.optimizations = [tf.lite.Optimize.DEFAULT]
+    quantizing.representative_dataset = samples(calibration)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=quantizing, debug_dataset=samples(calibration[:1]),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=outside))
+    return debugger.get_nondebug_quantized_model()
 
 
 def convert_onnx(loaded) -> bytes:
