@@ -130,15 +130,17 @@ def test_a_corrupt_saved_model_is_one_line(base, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tflite_float32_and_float16_agree_with_the_saved_model(run_dir, tmp_path, capsys):
-    """The demo preset's run (no CLAHE), exported with --tflite."""
+def test_tflite_files_agree_with_the_saved_model(run_dir, tmp_path, capsys):
+    """The demo preset's run, exported with --tflite (the KITTI presets: test_runtimes)."""
     assert main(["export", "--run-dir", str(run_dir), "--output", str(tmp_path / "x"), "--tflite"]) == 0
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "x" / "1" / "assets.extra" / "runtimes.json").read_text())
-    assert set(report) == {"model_float32.tflite", "model_float16.tflite"}
+    assert report.pop("checked_on").startswith("4 images of synthetic's val split")
+    assert set(report) == {"model_float32.tflite", "model_float16.tflite", "model_int8.tflite"}
     for name, check in report.items():
-        assert check["checked"] and check["class_agreement"] >= 0.999, (name, check)
-        assert check["max_probability_difference"] < (0.01 if "float32" in name else 0.03), (name, check)
+        assert check["checked"] and check["class_agreement"] >= (0.95 if "int8" in name else 0.999), (name, check)
+        if "int8" not in name:
+            assert check["max_probability_difference"] < (0.01 if "float32" in name else 0.03), (name, check)
         assert (tmp_path / "x" / "1" / "assets.extra" / name).stat().st_size == check["bytes"]
     assert "classes agree on" in out
 
@@ -149,15 +151,6 @@ def test_onnx_agrees_with_the_saved_model(run_dir, tmp_path):
     assert main(["export", "--run-dir", str(run_dir), "--output", str(tmp_path / "x"), "--onnx"]) == 0
     check = json.loads((tmp_path / "x" / "1" / "assets.extra" / "runtimes.json").read_text())["model.onnx"]
     assert check["checked"] and check["class_agreement"] >= 0.999 and check["max_probability_difference"] < 0.01
-
-
-@pytest.mark.slow
-def test_other_runtimes_refuse_a_clahe_model_in_one_line(tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    train(load_config("demo_unet", TINY + [f"run_dir={run_dir}", "data.preprocess.clahe=true"]), verbose=0)
-    assert main(["export", "--run-dir", str(run_dir), "--output", str(tmp_path / "x"), "--tflite"]) == 2
-    err = capsys.readouterr().err
-    assert "was trained with CLAHE" in err and err.count("\n") == 1
 
 
 def test_the_commit_is_this_checkouts_own(run_dir, base):

@@ -95,8 +95,33 @@ def _litert_runner(path: Path, threads: int | None):
         runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(SIGNATURE)
     except (ValueError, RuntimeError) as err:
         raise ModelFileError(f"model {path}: is not a readable TFLite model of tfseg ({_one_line(err)})") from None
-    # The signature runner resizes the input (and so the whole graph) to each batch's shape.
-    return lambda images: runner(images=images)
+    calls = 0
+
+    def run(images):
+        # The signature runner resizes the input (and so the whole graph) to each batch's
+        # shape. The first call creates the XNNPACK delegate, which announces itself on
+        # file descriptor 2 ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU."):
+        # kept out of the user's terminal unless the call fails.
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            return runner(images=images)
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as captured:
+            os.dup2(captured.fileno(), 2)
+            try:
+                return runner(images=images)
+            except BaseException:
+                os.dup2(saved, 2)
+                captured.seek(0)
+                sys.stderr.write(captured.read().decode(errors="replace"))
+                raise
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+
+    return run
 
 
 def _onnx_runner(path: Path, threads: int | None):

@@ -1,0 +1,1 @@
+../tfseg/serving/lite.py
