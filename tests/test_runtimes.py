@@ -271,3 +271,25 @@ def test_predict_lite_names_a_bad_image_and_exits_1(converted, photos, tmp_path)
     assert done.stderr.startswith(f"skipped {folder / 'broken.png'}: cannot be read")
     assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == [
         "photo_1.png", "photo_2.png", "um_000000.png", "um_000001.png"]
+
+
+@pytest.mark.slow
+def test_bench_predict_runtimes_measures_every_file_side_by_side(converted, tmp_path, capsys):
+    from tfseg.bench.predict import main as bench_main
+
+    version, report = converted
+    json_path = tmp_path / "runtimes.json"
+    assert bench_main(["--runtimes", "--model", str(version), "--synthetic", "--num-images", "2", "--rounds", "2",
+                       "--threads", "1", "--json", str(json_path)]) == 0
+    result = json.loads(json_path.read_text())
+    assert list(result["runtimes"]) == ["SavedModel"] + FILES and result["threads"] == 1
+    for name in FILES:
+        figures = result["runtimes"][name]
+        assert figures["bytes"] == report[name]["bytes"]
+        assert len(figures["images_per_s"]["rounds"]) == 2 and figures["latency_ms_median"] > 0
+        assert figures["over_saved_model"]["median"] > 0
+    assert result["runtimes"]["SavedModel"]["over_saved_model"]["median"] == 1.0
+    out = capsys.readouterr().out
+    assert "model_int8.tflite" in out and "x SavedModel" in out
+    assert sorted(p.name for p in (version / "assets.extra").iterdir()) == sorted(
+        FILES + ["model.keras", "runtimes.json", "tfseg.json"])  # the bench wrote nothing into the export

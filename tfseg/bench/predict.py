@@ -8,6 +8,12 @@ shared and noisy, so the ratio taken within a round is the number to read):
 * **tfseg predict** -- :func:`tfseg.predict.predict_folder` on the PNG files: listing,
   header reads, decoding, the model, and writing masks and overlays.
 
+With ``--runtimes``, the candidates are instead the exported model on each runtime, one
+image at a time as a camera delivers them: the SavedModel (TensorFlow), its TFLite files
+(float32, float16, int8; LiteRT with XNNPACK) and its ONNX file (onnxruntime), each the
+whole path from uint8 image to class map, CLAHE included. Files the export does not hold
+yet are converted for the run (int8 calibrated on the staged images), unchecked.
+
 The images are KITTI-sized PNGs (:mod:`.staging`: copies of real KITTI Road images where
 a folder or the shared sample is found, else generated road scenes). The model is a
 preset's network with random weights, exported with the preset's geometry and
@@ -103,6 +109,99 @@ def bench_predict(model_path: str | None = None, preset: str = "kitti_unet", dat
     return result
 
 
+SAVED_MODEL = "SavedModel"
+
+
+def runtime_files(version_dir: Path, calibration: list[np.ndarray]) -> dict[str, Path]:
+    """The export's converted files (:mod:`tfseg.serving.runtimes`), those missing
+    converted now, without the export's check."""
+    from tfseg.serving.runtimes import ONNX_FILE, TFLITE_TYPES, convert_onnx, convert_tflite, tflite_file
+
+    files = {}
+    for name in [tflite_file(dtype) for dtype in TFLITE_TYPES] + [ONNX_FILE]:
+        path = version_dir / "assets.extra" / name
+        if not path.is_file():
+            if name == ONNX_FILE:
+                import tensorflow as tf
+
+                path.write_bytes(convert_onnx(tf.saved_model.load(str(version_dir))))
+            else:
+                path.write_bytes(convert_tflite(version_dir, name[len("model_"):-len(".tflite")], calibration))
+        files[name] = path
+    return files
+
+
+def bench_runtimes(model_path: str | None = None, preset: str = "kitti_unet", data_dir: str | None = None,
+                   num_images: int = 20, rounds: int = 3, threads: int | None = None, synthetic: bool = False,
+                   output_json: str | None = None) -> dict:
+    """Images/s and latency of the exported model on each runtime, batch 1, alternating."""
+    import os
+
+    from tfseg.photos import read_photo
+    from tfseg.serving.client import ConvertedModel, SegmentationModel
+    from tfseg.serving.layout import saved_model_dir
+
+    threads = threads or os.cpu_count()
+    work = Path(tempfile.mkdtemp(prefix="tfseg-bench-runtimes-"))
+    try:
+        root, origin = stage_kitti_tree(work / "kitti", num_images, data_dir=data_dir, synthetic=synthetic)
+        arrays = [read_photo(p).image for p in sorted((root / "training" / "image_2").iterdir())]
+        if model_path is None:
+            version_dir = export_preset_model(preset, work / "model")
+            model_label = f"{preset} (random weights)"
+        else:  # a copy: files converted for the bench do not land in the user's export
+            version_dir = work / "model"
+            shutil.copytree(saved_model_dir(Path(model_path)), version_dir)
+            model_label = model_path
+        files = runtime_files(version_dir, arrays[:8])
+        candidates = {SAVED_MODEL: SegmentationModel(version_dir)}
+        candidates.update({name: ConvertedModel(path, threads) for name, path in files.items()})
+        for model in candidates.values():  # warm-up: every image size once
+            for shape in {a.shape for a in arrays}:
+                model.predict(next(a for a in arrays if a.shape == shape)[np.newaxis])
+        rates: dict[str, list[float]] = {name: [] for name in candidates}
+        latencies: dict[str, list[float]] = {name: [] for name in candidates}
+        for _ in range(rounds):
+            for name, model in candidates.items():
+                started = time.perf_counter()
+                for array in arrays:
+                    begun = time.perf_counter()
+                    model.predict(array[np.newaxis])
+                    latencies[name].append(time.perf_counter() - begun)
+                rates[name].append(len(arrays) / (time.perf_counter() - started))
+        sizes = {SAVED_MODEL: sum(p.stat().st_size for p in (version_dir / "variables").iterdir())
+                 + (version_dir / "saved_model.pb").stat().st_size}
+        sizes.update({name: path.stat().st_size for name, path in files.items()})
+        result = {
+            "images": origin, "num_images": num_images, "model": model_label, "threads": threads,
+            "image_sizes": sorted({f"{a.shape[0]}x{a.shape[1]}" for a in arrays}),
+            "host": describe_cpu(), "load_average": load_average(),
+            "runtimes": {name: {"images_per_s": summary(rates[name]),
+                                "latency_ms_median": 1000 * float(np.median(latencies[name])),
+                                "bytes": sizes[name],
+                                "over_saved_model": ratio_summary(rates[name], rates[SAVED_MODEL])}
+                         for name in candidates},
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # this benchmark's own temporary folder
+    if output_json:
+        write_json(output_json, result)
+    return result
+
+
+def format_runtimes(result: dict) -> str:
+    lines = [f"tfseg bench predict --runtimes: {result['num_images']} images ({result['images']}; "
+             f"{', '.join(result['image_sizes'])}), model {result['model']}, batch 1, "
+             f"{result['threads']} thread(s) for LiteRT and onnxruntime",
+             f"{'runtime':<22} {'img/s':>7} {'ms/img':>8} {'x SavedModel':>13} {'MB':>8}   img/s per round"]
+    for name, figures in result["runtimes"].items():
+        rates = figures["images_per_s"]
+        lines.append(f"{name:<22} {rates['median']:>7.2f} {figures['latency_ms_median']:>8.1f} "
+                     f"{figures['over_saved_model']['median']:>13.2f} {figures['bytes'] / 1e6:>8.1f}   "
+                     f"{', '.join(f'{v:.2f}' for v in rates['rounds'])}")
+    return "\n".join(lines)
+
+
 def format_result(result: dict) -> str:
     lines = [f"tfseg bench predict: {result['num_images']} images ({result['images']}), model {result['model']}, "
              f"batch {result['batch_size']}",
@@ -125,10 +224,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-images", type=positive_int, default=100)
     parser.add_argument("--rounds", type=positive_int, default=3)
     parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--runtimes", action="store_true",
+                        help="compare the SavedModel with its TFLite (float32, float16, int8) and ONNX files, "
+                             "batch 1, instead")
+    parser.add_argument("--threads", type=positive_int,
+                        help="--runtimes: threads for LiteRT and onnxruntime (default: every core)")
     parser.add_argument("--json", help="also write the result as JSON")
     args = parser.parse_args(argv)
     if args.json:
         check_writable(args.json, "--json")
+    if args.runtimes:
+        print(format_runtimes(bench_runtimes(args.model, args.preset, args.data_dir, args.num_images, args.rounds,
+                                             args.threads, args.synthetic, args.json)))
+        return 0
     result = bench_predict(args.model, args.preset, args.data_dir, args.num_images, args.rounds,
                            args.batch_size, args.synthetic, args.json)
     print(format_result(result))
