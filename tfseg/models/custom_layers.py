@@ -251,7 +251,10 @@ class PadToMultiple(layers.Layer):
         shape = ops.shape(x)
         pad_h = (self.multiple - shape[1] % self.multiple) % self.multiple
         pad_w = (self.multiple - shape[2] % self.multiple) % self.multiple
-        return ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        padded = ops.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        # Padding by computed amounts leaves TensorFlow's graph without the channel count,
+        # which TFLite's convolutions need; a reshape (no copy) states it again.
+        return ops.reshape(padded, (-1, shape[1] + pad_h, shape[2] + pad_w, x.shape[-1]))
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = input_shape
