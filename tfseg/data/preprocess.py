@@ -112,6 +112,10 @@ def pad_to_multiple(x: tf.Tensor, stride: int) -> tf.Tensor:
     Reflection keeps image statistics at the new border like those inside; it is only
     possible while the padding is smaller than the image, so tiny images get zeros instead.
     """
+    if x.shape[1] is not None and x.shape[2] is not None and not (x.shape[1] % stride or x.shape[2] % stride):
+        # Sizes fixed in the graph (data.resize) that fit already: nothing to pad, and the
+        # shapes stay static for converters and runtimes (XNNPACK delegates static shapes).
+        return x
     height, width = tf.shape(x)[1], tf.shape(x)[2]
     # (stride - size % stride) % stride rather than (-size) % stride: the same numbers, with
     # no negative operand, whose modulo other runtimes (ONNX) may take C's way.
