@@ -152,12 +152,10 @@ def cmd_export(args) -> int:
         from tfseg.serving.runtimes import export_runtimes, run_check_images
 
         check = run_check_images(run)
-        report = export_runtimes(path, args.tflite, args.onnx, check)
-        print(f"checked on {check.description}")
-        for name, figures in report.items():
-            if isinstance(figures, dict) and name != "saved_model":
-                print(f"wrote {path / 'assets.extra' / name} ({figures['bytes']:,} bytes): "
-                      f"{runtime_summary(figures, report.get('saved_model'))}")
+        print(f"checking the conversions on {check.description}")
+        export_runtimes(path, args.tflite, args.onnx, check, lambda name, report: print(
+            f"wrote {path / 'assets.extra' / name} ({report[name]['bytes']:,} bytes): "
+            f"{runtime_summary(report[name], report.get('saved_model'))}", flush=True))
     return 0
 
 

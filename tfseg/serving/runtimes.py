@@ -22,6 +22,7 @@ less than 99.9 % of the pixels is not kept; the int8 file is kept with its chang
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,9 +220,12 @@ def road_scores(outputs: list[dict], labels: list[np.ndarray], class_names) -> d
             "road_iou": result["iou_per_class"][1]}
 
 
-def export_runtimes(version_dir: Path, tflite: bool, onnx: bool, check: CheckImages) -> dict:
+def export_runtimes(version_dir: Path, tflite: bool, onnx: bool, check: CheckImages,
+                    written: Callable[[str, dict], None] = lambda name, report: None) -> dict:
     """Writes the requested conversions beside the SavedModel and checks each against it on
-    ``check``; returns (and writes to ``assets.extra/runtimes.json``) the figures."""
+    ``check``; calls ``written(file name, the report so far)`` as each is done, and returns
+    (and writes to ``assets.extra/runtimes.json``) the report: the figures by file name, the
+    SavedModel's own scores (two-class models) under ``"saved_model"``."""
     import tensorflow as tf
 
     metadata = checked_metadata(version_dir)
@@ -237,21 +241,34 @@ def export_runtimes(version_dir: Path, tflite: bool, onnx: bool, check: CheckIma
         conversions.append((ONNX_FILE, lambda: convert_onnx(loaded)))
     for name, convert in conversions:
         path = version_dir / "assets.extra" / name
-        model = convert()
         with atomic_path(path) as tmp:
-            tmp.write_bytes(model)
-        try:
-            runtime = LiteModel(path)
-        except ModelFileError as err:  # onnxruntime or LiteRT missing: kept, unchecked
-            report[name] = {"checked": False, "why": str(err), "bytes": len(model)}
-            continue
-        outputs = outputs_of(runtime.predict, check.images)
-        report[name] = {"checked": True, "bytes": len(model), **agreement(outputs, references)}
-        if two_class:
-            report[name].update(road_scores(outputs, check.labels, metadata["class_names"]))
-        if name != tflite_file("int8") and report[name]["class_agreement"] < MIN_CLASS_AGREEMENT:
+            tmp.write_bytes(convert())
+        report[name] = {"bytes": path.stat().st_size, **_check_file(path, check, references, metadata if two_class
+                                                                      else None)}
+        if (report[name]["checked"] and name != tflite_file("int8")
+                and report[name]["class_agreement"] < MIN_CLASS_AGREEMENT):
             path.unlink()  # our own file, and it is wrong
             raise UserError(f"{name}: disagrees with the SavedModel on {check.description} ({report[name]}); "
                             "not kept")
+        written(name, report)
     write_text(version_dir / "assets.extra" / REPORT_FILE, json.dumps(report, indent=1))
     return report
+
+
+def _check_file(path: Path, check: CheckImages, references: list[dict], two_class_metadata: dict | None) -> dict:
+    """The file, run by its runtime on the check images, against the SavedModel's outputs."""
+    import gc
+
+    try:
+        runtime = LiteModel(path)
+    except ModelFileError as err:  # onnxruntime or LiteRT missing: kept, unchecked
+        return {"checked": False, "why": str(err)}
+    outputs = outputs_of(runtime.predict, check.images)
+    # The runtime's buffers (gigabytes for a big network at KITTI size) go before the next
+    # conversion starts.
+    del runtime
+    gc.collect()
+    figures = {"checked": True, **agreement(outputs, references)}
+    if two_class_metadata is not None:
+        figures.update(road_scores(outputs, check.labels, two_class_metadata["class_names"]))
+    return figures
