@@ -293,3 +293,21 @@ def test_bench_predict_runtimes_measures_every_file_side_by_side(converted, tmp_
     assert "model_int8.tflite" in out and "x SavedModel" in out
     assert sorted(p.name for p in (version / "assets.extra").iterdir()) == sorted(
         FILES + ["model.keras", "runtimes.json", "tfseg.json"])  # the bench wrote nothing into the export
+
+
+def test_predict_lite_keeps_tfseg_predicts_conventions():
+    """scripts/predict_lite.py is self-contained, so it repeats a few of tfseg's own
+    pieces; they must stay the same as the originals."""
+    from tfseg.data.labels import voc_palette
+    from tfseg.images import IMAGE_SUFFIXES
+    from tfseg.predict import output_names
+    from tfseg.predictions import kitti_submission_stem
+    from tfseg.serving import lite
+
+    np.testing.assert_array_equal(lite.voc_palette(), voc_palette())
+    assert lite.IMAGE_SUFFIXES == IMAGE_SUFFIXES
+    for stem in ("um_000012", "umm_000000", "uu_000099", "um_12", "photo_1", "um_0000123", "xx_000012"):
+        assert lite.probability_name(stem) == kitti_submission_stem(stem), stem
+    folder = Path("in")
+    images = [folder / name for name in ("a.png", "a.jpg", "b.png", "c.JPEG", "c.tif", "d.bmp")]
+    assert lite.output_names(images, folder) == output_names(images, folder)

@@ -115,18 +115,18 @@ SAVED_MODEL = "SavedModel"
 def runtime_files(version_dir: Path, calibration: list[np.ndarray]) -> dict[str, Path]:
     """The export's converted files (:mod:`tfseg.serving.runtimes`), those missing
     converted now, without the export's check."""
+    import tensorflow as tf
+
     from tfseg.serving.runtimes import ONNX_FILE, TFLITE_TYPES, convert_onnx, convert_tflite, tflite_file
 
+    converters = {tflite_file(dtype): lambda d=dtype: convert_tflite(version_dir, d, calibration)
+                  for dtype in TFLITE_TYPES}
+    converters[ONNX_FILE] = lambda: convert_onnx(tf.saved_model.load(str(version_dir)))
     files = {}
-    for name in [tflite_file(dtype) for dtype in TFLITE_TYPES] + [ONNX_FILE]:
+    for name, convert in converters.items():
         path = version_dir / "assets.extra" / name
         if not path.is_file():
-            if name == ONNX_FILE:
-                import tensorflow as tf
-
-                path.write_bytes(convert_onnx(tf.saved_model.load(str(version_dir))))
-            else:
-                path.write_bytes(convert_tflite(version_dir, name[len("model_"):-len(".tflite")], calibration))
+            path.write_bytes(convert())
         files[name] = path
     return files
 

@@ -23,6 +23,7 @@ the model to a small board. tfseg itself runs converted files through :class:`Li
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -95,33 +96,42 @@ def _litert_runner(path: Path, threads: int | None):
         runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner(SIGNATURE)
     except (ValueError, RuntimeError) as err:
         raise ModelFileError(f"model {path}: is not a readable TFLite model of tfseg ({_one_line(err)})") from None
-    calls = 0
+    first_call = True
 
     def run(images):
         # The signature runner resizes the input (and so the whole graph) to each batch's
         # shape. The first call creates the XNNPACK delegate, which announces itself on
         # file descriptor 2 ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU."):
         # kept out of the user's terminal unless the call fails.
-        nonlocal calls
-        calls += 1
-        if calls > 1:
+        nonlocal first_call
+        if not first_call:
             return runner(images=images)
-        sys.stderr.flush()
-        saved = os.dup(2)
-        with tempfile.TemporaryFile() as captured:
-            os.dup2(captured.fileno(), 2)
-            try:
-                return runner(images=images)
-            except BaseException:
-                os.dup2(saved, 2)
-                captured.seek(0)
-                sys.stderr.write(captured.read().decode(errors="replace"))
-                raise
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
+        first_call = False
+        with _stderr_shown_on_failure():
+            return runner(images=images)
 
     return run
+
+
+@contextlib.contextmanager
+def _stderr_shown_on_failure():
+    """File descriptor 2 sent to a temporary file for the block, and written out only if
+    the block fails. (tfseg's ``quiet_import`` does the same for TensorFlow's import;
+    this file stays self-contained.)"""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _onnx_runner(path: Path, threads: int | None):
