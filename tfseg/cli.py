@@ -67,14 +67,20 @@ def cmd_evaluate(args) -> int:
     if len(what) != 1:
         raise UserError("evaluate needs exactly one of --run-dir, --model or --predictions"
                         + (f" (got {', '.join(what)})" if what else ""))
+    tta = _test_time_augmentation(args)
     if args.run_dir:
         if args.dataset or args.data_dir or args.overrides:
             raise UserError("--run-dir scores the run's own data; --dataset, --data-dir and --set "
                             "go with --model or --predictions")
         from tfseg.runs import metrics_path
 
-        json_path = Path(args.json) if args.json else metrics_path(Path(args.run_dir), args.split)
+        # Scores with test-time augmentation go beside the plain ones, not over them.
+        json_path = (Path(args.json) if args.json else
+                     metrics_path(Path(args.run_dir), args.split + ("_tta" if tta.enabled else "")))
     else:
+        if tta.enabled:
+            raise UserError(f"--tta-flip/--tta-scales: {what[0]} is scored as it was exported; test-time "
+                            "augmentation goes in the export (tfseg export --tta-flip ...) or in evaluate --run-dir")
         if not (args.dataset or args.config) or not (args.data_dir or args.config):
             raise UserError(f"{what[0]} needs the ground truth: --dataset NAME --data-dir DIR (or --config)")
         data_config = _data_config(args)
@@ -99,7 +105,7 @@ def cmd_evaluate(args) -> int:
     from tfseg import evaluate
 
     if args.run_dir:
-        metrics = evaluate.evaluate_run(args.run_dir, args.split, worst=worst)
+        metrics = evaluate.evaluate_run(args.run_dir, args.split, worst=worst, tta=tta)
     elif args.model:
         metrics = evaluate.evaluate_saved_model(args.model, data_config, args.split, worst=worst)
     else:
@@ -143,10 +149,11 @@ def cmd_export(args) -> int:
     from tfseg.runs import load_run
     from tfseg.serving.export import export_run
 
+    tta = _test_time_augmentation(args)
     run = load_run(args.run_dir)
     base = Path(args.output) if args.output else run.directory / run.config.export.path
     check_writable(base, "export folder", folder=True)
-    path = export_run(run, base, version=args.version, probabilities=args.probabilities)
+    path = export_run(run, base, version=args.version, probabilities=args.probabilities, tta=tta)
     print(f"exported SavedModel to {path}")
     if args.tflite or args.onnx:
         from tfseg.serving.runtimes import export_runtimes, run_check_images
@@ -157,6 +164,21 @@ def cmd_export(args) -> int:
             f"wrote {path / 'assets.extra' / name} ({report[name]['bytes']:,} bytes): "
             f"{runtime_summary(report[name], report.get('saved_model'))}", flush=True))
     return 0
+
+
+def _test_time_augmentation(args):
+    from tfseg.serving.test_time import TestTimeAugmentation
+
+    return TestTimeAugmentation(flip=args.tta_flip, scales=tuple(args.tta_scales))
+
+
+def _add_tta_args(parser, what: str) -> None:
+    parser.add_argument("--tta-flip", action="store_true",
+                        help=f"test-time augmentation: {what} also runs the network on the mirrored input and "
+                             "averages the probabilities")
+    parser.add_argument("--tta-scales", type=positive_float, nargs="+", default=[1.0], metavar="S",
+                        help="test-time augmentation: network input scales whose probabilities are averaged, "
+                             "e.g. 0.75 1 1.25 (default: 1)")
 
 
 def runtime_summary(figures: dict, saved_model: dict | None) -> str:
@@ -423,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", choices=SOURCE_NAMES, help="the ground truth's data source")
     evaluate.add_argument("--data-dir", help="the ground truth's folder (or KITTI's zip)")
     _add_config_args(evaluate, None)
+    _add_tta_args(evaluate, "--run-dir's model")
     evaluate.set_defaults(func=cmd_evaluate)
 
     serve = commands.add_parser("serve", help="serve exported versions with TF Serving's REST API and a web page")
@@ -459,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-probabilities", dest="probabilities", action="store_false",
                         help="return the class map only (smaller responses); predict --probabilities and "
                              "two-class evaluate scores then need another export")
+    _add_tta_args(export, "the SavedModel (and its tfseg.json says so)")
     export.set_defaults(func=cmd_export)
 
     predict = commands.add_parser("predict", help="segment a folder of images, or a video, with a SavedModel")

@@ -199,22 +199,26 @@ def score_model(predict: Callable, source, split: str, progress: bool = True, wo
     return final_scores(scorer, source, worst)
 
 
-def evaluate_run(run_dir: str | Path, split: str, progress: bool = True, worst: Worst | None = None) -> dict:
-    """Scores a finished run's best model on ``split`` of its own data, as it is served."""
+def evaluate_run(run_dir: str | Path, split: str, progress: bool = True, worst: Worst | None = None,
+                 tta=None) -> dict:
+    """Scores a finished run's best model on ``split`` of its own data, as it is served
+    (with ``tta``, a :class:`~tfseg.serving.graph.TestTimeAugmentation`, as exported with it)."""
     import tensorflow as tf
 
     from tfseg.data.sources import make_source
     from tfseg.models import model_stride
     from tfseg.runs import load_run
-    from tfseg.serving.graph import make_inference_fn, serving_input
+    from tfseg.serving.graph import NO_TEST_TIME_AUGMENTATION, make_inference_fn, serving_input
 
     run = load_run(run_dir)
     source = make_source(run.config.data)
     model = run.network()
     stride = model_stride(run.config.model.name, **run.config.model.options)
-    predict = tf.function(make_inference_fn(model, run.config.data, stride),
+    tta = tta or NO_TEST_TIME_AUGMENTATION
+    predict = tf.function(make_inference_fn(model, run.config.data, stride, tta=tta),
                           input_signature=[serving_input(3 * len(run.input_groups))])
-    return {**score_model(predict, source, split, progress, worst), "split": split, "model": str(run.model_path)}
+    return {**score_model(predict, source, split, progress, worst), "split": split, "model": str(run.model_path),
+            "test_time_augmentation": tta.metadata()}
 
 
 def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progress: bool = True,

@@ -44,7 +44,8 @@ from tfseg.fileio import publish_mode
 from tfseg.heads import LOGITS, output_names
 from tfseg.models import model_stride
 from tfseg.runs import Run
-from tfseg.serving.graph import (BYTES_INPUT, make_bytes_inference_fn, make_inference_fn, make_network_fn,
+from tfseg.serving.graph import (BYTES_INPUT, NO_TEST_TIME_AUGMENTATION, TestTimeAugmentation,
+                                 make_bytes_inference_fn, make_inference_fn, make_network_fn,
                                  make_network_input_fn, network_input_spec, serving_input)
 from tfseg.serving.layout import KERAS_COPY, METADATA_FILE, next_version
 
@@ -52,10 +53,13 @@ from tfseg.serving.layout import KERAS_COPY, METADATA_FILE, next_version
 def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
                        data_config: DataConfig, stride: int, class_names, palette,
                        extra: dict | None = None, probabilities: bool = True,
-                       keras_file: Path | None = None, input_groups=("image",)) -> Path:
+                       keras_file: Path | None = None, input_groups=("image",),
+                       tta: TestTimeAugmentation = NO_TEST_TIME_AUGMENTATION) -> Path:
     """Writes the SavedModel to ``path``, which must not exist yet.
 
     ``input_groups`` names the RGB images stacked in each input (3 channels each).
+    ``tta``: test-time augmentation in both serving signatures (the ``network`` endpoint,
+    which tiling uses, stays one pass); ``tfseg.json`` records it.
 
     The model is written into a temporary sibling directory and renamed into place, so
     ``path`` is either absent or a complete SavedModel, never a half-written one.
@@ -72,7 +76,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
     try:
         archive = keras.export.ExportArchive()
         archive.track(model)
-        inference_fn = make_inference_fn(model, data_config, stride, probabilities)
+        inference_fn = make_inference_fn(model, data_config, stride, probabilities, tta)
         # The first endpoint is also the signature "serving_default".
         channels = 3 * len(input_groups)
         archive.add_endpoint("serve", inference_fn, input_signature=[serving_input(channels)])
@@ -88,7 +92,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
                     "preprocess": dataclasses.asdict(data_config.preprocess), "stride": stride,
                     "outputs": (["classes"] + (["probabilities"] if probabilities else [])
                                 + [name for name in output_names(model) if name != LOGITS]),
-                    "inputs": list(input_groups), **(extra or {})}
+                    "inputs": list(input_groups), "test_time_augmentation": tta.metadata(), **(extra or {})}
         (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
         (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=1))
         if keras_file is not None:
@@ -119,7 +123,7 @@ def source_commit() -> str | None:
 
 
 def export_run(run: Run, base: str | os.PathLike | None = None, *, version: int | None = None,
-               probabilities: bool = True) -> Path:
+               probabilities: bool = True, tta: TestTimeAugmentation = NO_TEST_TIME_AUGMENTATION) -> Path:
     """Exports the run's best model as a new version of a model base folder; returns the
     version folder.
 
@@ -129,6 +133,7 @@ def export_run(run: Run, base: str | os.PathLike | None = None, *, version: int 
       version: the version number (default: one more than the highest there); an existing
         version is never overwritten.
       probabilities: whether the signatures also return ``probabilities``.
+      tta: test-time augmentation baked into the serving signatures (default: none).
 
     Everything the SavedModel needs comes from the run: its geometry, preprocessing and
     stride (config), class names and palette, stacked inputs, its ``model.keras`` (copied
@@ -157,4 +162,4 @@ def export_run(run: Run, base: str | os.PathLike | None = None, *, version: int 
         run.network(), base / str(version), data_config=config.data,
         stride=model_stride(config.model.name, **config.model.options),
         class_names=run.class_names, palette=run.palette, extra=extra, probabilities=probabilities,
-        keras_file=run.model_path, input_groups=run.input_groups)
+        keras_file=run.model_path, input_groups=run.input_groups, tta=tta)

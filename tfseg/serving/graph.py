@@ -9,6 +9,10 @@ is served.
       -> logits resized bilinearly back to H x W (when data.resize is set)
       -> softmax, argmax
       (a depth head's map: cropped and resized back alike)
+
+With test-time augmentation (:class:`~tfseg.serving.test_time.TestTimeAugmentation`) the
+network runs once per scale and flip of the network input, and the passes' probabilities
+are averaged.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from tfseg.config import DataConfig, ModelConfig
 from tfseg.data.preprocess import network_input, pad_to_multiple
 from tfseg.heads import DEPTH, LOGITS, named_outputs
 from tfseg.models import build_model
+from tfseg.serving.test_time import NO_TEST_TIME_AUGMENTATION, TestTimeAugmentation
 
 NETWORK_SCOPE = "network"
 # A batch of encoded PNG/JPEG files (what a REST client sends, base64-encoded).
@@ -58,7 +63,7 @@ def make_network_fn(model: keras.Model):
 
 
 def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
-                      probabilities: bool = True):
+                      probabilities: bool = True, tta: TestTimeAugmentation = NO_TEST_TIME_AUGMENTATION):
     """``images uint8 [N, H, W, C]`` -> ``{"classes": uint8 [N, H, W],
     "probabilities": float32 [N, H, W, num_classes]}``, at the images' own size
     (``probabilities`` only when asked for), and ``"depth": float32 [N, H, W]`` (metres)
@@ -66,30 +71,54 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
 
     Logits, not probabilities, are resized back: the same as resizing the probabilities
     for the argmax of two classes, and closer to the network's own decision for more.
+    With ``tta``, each pass's probabilities at the image's size are averaged and the
+    classes are their argmax; the depth map is the first pass's (the first scale, not
+    mirrored: a monocular depth estimate does not survive rescaling).
     """
 
     def inference_fn(images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = network_input(images, data_config)
         net_height, net_width = tf.shape(x)[1], tf.shape(x)[2]
-        # The network's own operations under one name: the int8 conversion quantizes those
-        # only (tfseg.serving.runtimes), leaving the exact integer CLAHE and
-        # the resizing in float.
-        with tf.name_scope(NETWORK_SCOPE):
-            heads = named_outputs(model(pad_to_multiple(x, stride), training=False))
 
-        def back_to_image(maps):
-            maps = tf.cast(maps, tf.float32)[:, :net_height, :net_width, :]
-            if data_config.resize:
-                maps = tf.image.resize(maps, tf.stack([height, width]), method="bilinear")
-            return maps
+        def network_pass(scale: float, mirrored: bool) -> dict:
+            """The heads at the image's size for one pass."""
+            scaled = x
+            if scale != 1.0:
+                size = tf.cast(tf.round(tf.cast(tf.stack([net_height, net_width]), tf.float32) * scale), tf.int32)
+                scaled = tf.image.resize(x, size, method="bilinear")
+            if mirrored:
+                scaled = tf.reverse(scaled, axis=[2])
+            # The network's own operations under one name: the int8 conversion quantizes
+            # those only (tfseg.serving.runtimes), leaving the exact integer CLAHE and the
+            # resizing in float.
+            with tf.name_scope(NETWORK_SCOPE):
+                heads = named_outputs(model(pad_to_multiple(scaled, stride), training=False))
+            pass_height, pass_width = tf.shape(scaled)[1], tf.shape(scaled)[2]
 
-        logits = back_to_image(heads[LOGITS])
-        outputs = {"classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8)}
-        if probabilities:
-            outputs["probabilities"] = tf.nn.softmax(logits, axis=-1)
-        if DEPTH in heads:
-            outputs[DEPTH] = back_to_image(heads[DEPTH])[..., 0]
+            def back_to_image(maps):
+                maps = tf.cast(maps, tf.float32)[:, :pass_height, :pass_width, :]
+                if mirrored:
+                    maps = tf.reverse(maps, axis=[2])
+                if data_config.resize or scale != 1.0:
+                    maps = tf.image.resize(maps, tf.stack([height, width]), method="bilinear")
+                return maps
+
+            return {name: back_to_image(maps) for name, maps in heads.items()}
+
+        passes = [network_pass(scale, mirrored) for scale, mirrored in tta.passes]
+        if len(passes) == 1:
+            logits = passes[0][LOGITS]
+            outputs = {"classes": tf.cast(tf.argmax(logits, axis=-1), tf.uint8)}
+            if probabilities:
+                outputs["probabilities"] = tf.nn.softmax(logits, axis=-1)
+        else:
+            mean = tf.add_n([tf.nn.softmax(heads[LOGITS], axis=-1) for heads in passes]) / len(passes)
+            outputs = {"classes": tf.cast(tf.argmax(mean, axis=-1), tf.uint8)}
+            if probabilities:
+                outputs["probabilities"] = mean
+        if DEPTH in passes[0]:
+            outputs[DEPTH] = passes[0][DEPTH][..., 0]
         return outputs
 
     return inference_fn
