@@ -87,3 +87,26 @@ def test_loss_and_metrics_serialize():
     for obj in (MaskedSparseCrossEntropy(), MeanIoU(5), PixelAccuracy(5)):
         clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(obj))
         assert clone.get_config() == obj.get_config()
+
+
+def test_streaming_max_f_is_the_devkits_max_f():
+    """MaxF over batches equals the devkit's sweep (RoadCurve, NumPy) on the quantised
+    probabilities, void pixels left out."""
+    from tfseg.metrics import MaxF, RoadCurve
+    from tfseg.predictions import quantize_probability
+
+    rng = np.random.default_rng(1)
+    metric, curve = MaxF(), RoadCurve()
+    for _ in range(3):
+        labels = rng.choice(np.array([0, 1, VOID], np.uint8), size=(2, 19, 31), p=[0.5, 0.4, 0.1])
+        logits = rng.normal(size=(2, 19, 31, 2)).astype(np.float32)
+        logits[..., 1] += 1.5 * (labels == 1)
+        metric.update_state(labels, logits)
+        road = np.exp(logits[..., 1]) / np.exp(logits).sum(-1)
+        for label, probability in zip(labels, road):
+            curve.add(label, quantize_probability(probability))
+    expected = curve.scores()["max_f"]
+    assert 0.6 < expected < 0.95
+    assert float(metric.result()) == pytest.approx(expected, abs=1e-6)
+    metric.reset_state()
+    assert float(metric.result()) == 0.0

@@ -270,7 +270,8 @@ def print_imagenet_weights() -> None:
 
 
 BENCHMARKS = {"pipeline": "tfseg.bench.pipeline", "train": "tfseg.bench.train_step",
-              "model": "tfseg.bench.model_step", "predict": "tfseg.bench.predict", "serve": "tfseg.bench.serve"}
+              "model": "tfseg.bench.model_step", "predict": "tfseg.bench.predict", "serve": "tfseg.bench.serve",
+              "accuracy": "tfseg.bench.accuracy"}
 
 
 def cmd_bench(args) -> int:
@@ -526,9 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks: input pipeline vs OpenCV; train step by "
                                               "precision/XLA; model steps on Keras/JAX (vs PyTorch); "
-                                              "predict vs the model alone; tfseg serve vs the model in-process")
+                                              "predict vs the model alone; tfseg serve vs the model in-process; "
+                                              "accuracy per minute of training, presets vs a plain script")
     bench.add_argument("which", choices=tuple(BENCHMARKS))
-    bench.add_argument("options", nargs=argparse.REMAINDER, help="see tfseg bench pipeline|train|model|predict|serve --help")
+    bench.add_argument("options", nargs=argparse.REMAINDER,
+                       help="see tfseg bench pipeline|train|model|predict|serve|accuracy --help")
     bench.set_defaults(func=cmd_bench)
 
     _add_data_parsers(commands)

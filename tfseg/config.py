@@ -200,6 +200,10 @@ class TrainConfig:
     clip_norm: float = 0.0
     # Stop after this many epochs without a better val mIoU (0: never).
     early_stopping_patience: int = 0
+    # The validation score that picks the best epoch's model and that reduce-on-plateau and
+    # early stopping watch: val_miou, or val_max_f (two classes: the MaxF of class 1 that
+    # the KITTI Road benchmark ranks by, at the training geometry; tfseg.metrics.MaxF).
+    best_metric: str = "val_miou"
     weight_decay: float = 0.0
     # "auto": mixed_bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with native
     # bfloat16, mixed_float16 (with loss scaling) on older GPUs, float32 elsewhere;
@@ -296,6 +300,7 @@ CHOICES = {
     "loss.region_classes": ("all", "foreground"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("constant", "cosine", "poly", "step", "plateau"),
+    "train.best_metric": ("val_miou", "val_max_f"),
     "train.wandb_mode": ("", "online", "offline", "disabled"),
     "data.fgbg.inputs": ("composite", "pair"),
 }

@@ -36,7 +36,7 @@ import tensorflow as tf
 from tfseg.errors import UserError
 from tfseg.fileio import atomic_path
 from tfseg.heads import LOGITS, named_outputs
-from tfseg.metrics import MeanIoU, PixelAccuracy
+from tfseg.metrics import MaxF, MeanIoU, PixelAccuracy
 from tfseg.training.checkpoints import Position, TrainingCheckpoints, all_finite
 from tfseg.training.history import History, PredictionPanels
 from tfseg.training.interrupts import StopRequest
@@ -82,10 +82,12 @@ class LoopSettings:
     plateau_factor: float = 0.5
     early_stopping_patience: int = 0  # 0: never
     time_budget_minutes: float = 0.0  # 0: none
+    best_metric: str = "val_miou"  # the logged validation score that picks the best model
 
 
 class EpochEnd:
-    """What follows from each epoch's validation mIoU: reduce-on-plateau and early stopping.
+    """What follows from each epoch's validation score (``best_metric``): reduce-on-plateau
+    and early stopping.
 
     Both depend on the sequence of scores alone, so a resumed run replays its history.
     """
@@ -120,17 +122,21 @@ class Trainer:
     returns the mean over the valid pixels of a replica's batch. ``heads`` name the model's
     outputs beyond the logits (:mod:`tfseg.heads`) and how each trains: batches are then
     ``(images, labels, {name: target})``, and the objective is the sum of every loss.
+    ``max_f`` (two classes) also streams the MaxF of class 1 (:class:`~tfseg.metrics.MaxF`),
+    logged as ``max_f`` and ``val_max_f``.
     """
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, loss,
                  num_classes: int, strategy: tf.distribute.Strategy, jit_compile: bool,
-                 heads: dict[str, HeadObjective] | None = None):
+                 heads: dict[str, HeadObjective] | None = None, max_f: bool = False):
         self.model, self.optimizer, self.loss, self.strategy = model, optimizer, loss, strategy
         self.heads = dict(heads or {})
         with strategy.scope():
             optimizer.build(model.trainable_variables)
             self.metrics = {"loss": keras.metrics.Mean(name="loss"),
                             "miou": MeanIoU(num_classes), "pixel_accuracy": PixelAccuracy(num_classes)}
+            if max_f:
+                self.metrics["max_f"] = MaxF()
             for name, head in self.heads.items():
                 self.metrics[f"{name}_loss"] = keras.metrics.Mean(name=f"{name}_loss")
                 self.metrics[name] = head.make_metric()
@@ -159,6 +165,8 @@ class Trainer:
         self.metrics["loss"].update_state(loss)
         self.metrics["miou"].update_state(labels, logits)
         self.metrics["pixel_accuracy"].update_state(labels, logits)
+        if "max_f" in self.metrics:
+            self.metrics["max_f"].update_state(labels, logits)
         return loss
 
     def _replica_train_step(self, images, labels, targets=None):
@@ -244,10 +252,10 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
     restored = checkpoints.restore()
     position = restored or Position(0, 0, 0)
     history.keep_epochs_before(position.epoch)
-    best = history.best()  # of the finished epochs, whose rows a resumed run keeps
+    best = history.best(settings.best_metric)  # of the finished epochs, whose rows a resumed run keeps
     epoch_end = EpochEnd(settings, schedule)
     for row in history.rows:  # a resumed run: the plateau scale and patience so far
-        epoch_end.update(float(row["val_miou"]))
+        epoch_end.update(float(row.get(settings.best_metric) or "nan"))
     if restored:
         say(settings, f"resumed at epoch {position.epoch + 1}, step {position.step} "
                       f"(global step {position.global_step}) from {checkpoints.latest}")
@@ -303,7 +311,7 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
             history.predictions(epoch, panels.render(model))
         # Once for best.keras and the epoch's checkpoint (statistics were synced above).
         check_finite(position)
-        score = logs["val_miou"]
+        score = logs[settings.best_metric]
         if math.isfinite(score) and score > best:
             best = score
             if is_writer:
@@ -326,7 +334,8 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
         if stop.requested:
             raise KeyboardInterrupt
         if stop_early:
-            say(settings, f"early stopping: no better val_miou for {settings.early_stopping_patience} epochs")
+            say(settings, f"early stopping: no better {settings.best_metric} for "
+                          f"{settings.early_stopping_patience} epochs")
             return
         epoch += 1
 

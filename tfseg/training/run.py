@@ -115,6 +115,13 @@ def check_depth_settings(config: RunConfig, source) -> None:
         raise UserError("loss.depth_terms: the model has no depth head (model.options.depth_head: true)")
 
 
+def check_best_metric(config: RunConfig, source) -> None:
+    """val_max_f scores class 1 against the rest: two classes only."""
+    if config.train.best_metric == "val_max_f" and len(source.class_names) != 2:
+        raise UserError(f"train.best_metric val_max_f: needs two classes; {source.name} has "
+                        f"{len(source.class_names)} (use val_miou)")
+
+
 def head_objectives(config: RunConfig) -> dict[str, HeadObjective]:
     """How each head beyond the classes that the configured model has trains, by name."""
     if not config.model.options.get("depth_head"):
@@ -142,6 +149,7 @@ def train(config: RunConfig, verbose: int = 2,
     source, split_record = make_source(config.data), None
     match_input_channels(config, source)
     check_depth_settings(config, source)
+    check_best_metric(config, source)
     if not config.data.split_file:
         split_record = source.split_record()
         if split_record is not None:
@@ -194,7 +202,8 @@ def train(config: RunConfig, verbose: int = 2,
         optimizer, schedule = make_optimizer(t, steps, t.epochs, policy)
     class_weights = resolve_class_weights(config, source, run_dir, writer)
     loss = losses.make_loss(config.loss, num_classes, class_weights)
-    trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile, head_objectives(config))
+    trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile, head_objectives(config),
+                      max_f=t.best_metric == "val_max_f")
     checkpoints = TrainingCheckpoints(run_dir / CHECKPOINT_DIR, model, optimizer, is_writer=writer)
     print(f"{'going on with' if checkpoints.latest else 'starting'} run in {run_dir}")
     print(f"model {config.model.name}: {model.count_params():,} parameters, policy {policy}, "
@@ -205,7 +214,8 @@ def train(config: RunConfig, verbose: int = 2,
     if class_weights is not None:
         print("class weights: " + ", ".join(f"{name} {w:.3g}" for name, w in zip(source.class_names, class_weights)))
     settings = LoopSettings(t.epochs, steps, t.checkpoint_steps, t.checkpoint_minutes, verbose,
-                            t.plateau_patience, t.plateau_factor, t.early_stopping_patience, t.time_budget)
+                            t.plateau_patience, t.plateau_factor, t.early_stopping_patience, t.time_budget,
+                            t.best_metric)
     tracker = (open_tracker(t.wandb_project, t.wandb_mode, config.name, config_lib.to_dict(config), run_dir)
                if writer else None)
     stop = StopRequest()
