@@ -37,6 +37,7 @@ from tfseg.heads import DEPTH
 from tfseg.kitti_benchmark import RoadBenchmark, format_tables
 from tfseg.metrics import RoadCurve, confusion_matrix, positive_class_scores, scores
 from tfseg.predictions import PREDICTION_FORMATS, image_id_of, quantize_probability
+from tfseg.serving.test_time import NO_TEST_TIME_AUGMENTATION, TestTimeAugmentation
 
 
 class Scorer:
@@ -200,21 +201,20 @@ def score_model(predict: Callable, source, split: str, progress: bool = True, wo
 
 
 def evaluate_run(run_dir: str | Path, split: str, progress: bool = True, worst: Worst | None = None,
-                 tta=None) -> dict:
+                 tta: TestTimeAugmentation = NO_TEST_TIME_AUGMENTATION) -> dict:
     """Scores a finished run's best model on ``split`` of its own data, as it is served
-    (with ``tta``, a :class:`~tfseg.serving.graph.TestTimeAugmentation`, as exported with it)."""
+    (with ``tta``, as it is served when exported with it)."""
     import tensorflow as tf
 
     from tfseg.data.sources import make_source
     from tfseg.models import model_stride
     from tfseg.runs import load_run
-    from tfseg.serving.graph import NO_TEST_TIME_AUGMENTATION, make_inference_fn, serving_input
+    from tfseg.serving.graph import make_inference_fn, serving_input
 
     run = load_run(run_dir)
     source = make_source(run.config.data)
     model = run.network()
     stride = model_stride(run.config.model.name, **run.config.model.options)
-    tta = tta or NO_TEST_TIME_AUGMENTATION
     predict = tf.function(make_inference_fn(model, run.config.data, stride, tta=tta),
                           input_signature=[serving_input(3 * len(run.input_groups))])
     return {**score_model(predict, source, split, progress, worst), "split": split, "model": str(run.model_path),

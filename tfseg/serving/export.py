@@ -44,10 +44,10 @@ from tfseg.fileio import publish_mode
 from tfseg.heads import LOGITS, output_names
 from tfseg.models import model_stride
 from tfseg.runs import Run
-from tfseg.serving.graph import (BYTES_INPUT, NO_TEST_TIME_AUGMENTATION, TestTimeAugmentation,
-                                 make_bytes_inference_fn, make_inference_fn, make_network_fn,
+from tfseg.serving.graph import (BYTES_INPUT, make_bytes_inference_fn, make_inference_fn, make_network_fn,
                                  make_network_input_fn, network_input_spec, serving_input)
 from tfseg.serving.layout import KERAS_COPY, METADATA_FILE, next_version
+from tfseg.serving.test_time import NO_TEST_TIME_AUGMENTATION, TestTimeAugmentation
 
 
 def export_saved_model(model: keras.Model, path: str | os.PathLike, *,
