@@ -183,6 +183,18 @@ def settings_changed(previous: dict, current: dict, prefix: str = "") -> list[st
     return changed
 
 
+def with_defaults(saved: dict, defaults: dict) -> dict:
+    """``saved`` (a run's config.yaml) with the settings it lacks taken from ``defaults``:
+    settings added to tfseg after the run was written, which it ran with at their default."""
+    merged = dict(saved)
+    for key, default in defaults.items():
+        if key not in merged:
+            merged[key] = default
+        elif isinstance(default, dict) and isinstance(merged[key], dict) and key != "options":
+            merged[key] = with_defaults(merged[key], default)
+    return merged
+
+
 def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, list[str]]:
     """Creates the run directory, or finds an unfinished run there to go on with.
 
@@ -212,6 +224,7 @@ def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, li
             raise UserError(f"run directory {run_dir}: its {CONFIG_FILE} is not the YAML training writes; "
                             "restore it, or choose another --run-dir")
         current = config_lib.to_dict(config)
+        previous = with_defaults(previous, config_lib.to_dict(RunConfig()))
         changed = settings_changed(previous, current)
         fixed = [key for key in changed if key not in RESUMABLE]
         if fixed:
