@@ -246,6 +246,7 @@ SMALL_FCN = ["model.options.width_multiplier=0.0625", "model.options.encoder_wei
 
 @pytest.mark.parametrize("preset, data_dir, extra", [
     ("kitti_unet", "kitti_road_sample", ["model.options={depth: 2, base_filters: 4}"]),
+    ("kitti_unet_clahe", "kitti_road_sample", ["model.options={depth: 2, base_filters: 4}"]),
     ("voc_unet", "voc2012_sample", ["data.source=voc2012", "model.options={depth: 2, base_filters: 4}"]),
     ("kitti_fcn8", "kitti_road_sample", SMALL_FCN),
     ("voc_fcn8", "voc2012_sample", ["data.source=voc2012", "data.augment.crop_size=[64, 96]"] + SMALL_FCN),

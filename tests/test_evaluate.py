@@ -62,7 +62,7 @@ def kitti(tmp_path_factory):
 def run_dir(kitti, tmp_path_factory):
     """A finished run, written as `tfseg train` writes one, with a random small U-Net."""
     run_dir = tmp_path_factory.mktemp("run")
-    config = load_config("kitti_unet", [f"data.data_dir={kitti}", "data.resize=[16, 24]",
+    config = load_config("kitti_unet_clahe", [f"data.data_dir={kitti}", "data.resize=[16, 24]",
                                         f"model.options={json.dumps(OPTIONS)}", f"run_dir={run_dir}",
                                         "data.preprocess.clahe_backend=tensorflow"])
     model = build_model("unet", 2, **config.model.options)
@@ -121,7 +121,7 @@ def test_the_three_forms_equal_the_numpy_reference(kitti, run_dir, exported, tmp
                 **devkit_road_scores([(lab, prob) for lab, _, prob in pairs])}
     assert 0.0 < expected["max_f"] < 1.0  # a real curve, not a degenerate one
 
-    data = load_config("kitti_unet", [f"data.data_dir={kitti}"]).data
+    data = load_config("kitti_unet_clahe", [f"data.data_dir={kitti}"]).data
     by_run = evaluate_run(run_dir, "all", progress=False)
     by_model = evaluate_saved_model(exported, data, "all", progress=False)
     predictions = tmp_path / "predictions"

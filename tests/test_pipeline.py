@@ -78,7 +78,7 @@ def test_saved_model_feeds_the_network_what_the_pipeline_does(tmp_path, clahe_ba
     from tfseg.config import load_config
     from tfseg.serving.export import export_saved_model
 
-    config = load_config("kitti_unet", [
+    config = load_config("kitti_unet_clahe", [
         f"data.data_dir={KITTI_SAMPLE}", "data.resize=[96, 320]",
         f"data.preprocess={{normalization: imagenet_caffe, clahe: true, clahe_backend: {clahe_backend}}}"])
     source = make_source(config.data)
@@ -105,7 +105,7 @@ def test_saved_model_answers_at_the_input_size(tmp_path_factory, size):
     from tfseg.config import load_config
     from tfseg.serving.export import export_saved_model
 
-    config = load_config("kitti_unet", ["data.resize=[64, 208]"])
+    config = load_config("kitti_unet_clahe", ["data.resize=[64, 208]"])
     path = export_saved_model(_tiny_network(), tmp_path_factory.mktemp("sm") / "sm", data_config=config.data,
                               stride=16, class_names=["a", "b"], palette=[[0, 0, 0]] * 2)
     loaded = tf.saved_model.load(str(path))

@@ -66,7 +66,7 @@ def test_clahe_converts_to_onnx_equal_to_opencv(clahe_saved_model):
 
 # --- A model trained with CLAHE, exported to every runtime ------------------------------
 
-# The kitti_unet preset (CLAHE, its augmentation) on the real KITTI sample, made small.
+# The kitti_unet_clahe preset (CLAHE, its augmentation) on the real KITTI sample, made small.
 SMALL_KITTI_UNET = [
     f"data.data_dir={KITTI_SAMPLE}", "data.resize=[96, 320]", "data.augment.crop_size=[96, 320]",
     "model.options={depth: 2, base_filters: 8, batch_norm: true}", "train.epochs=12", "train.learning_rate=0.003",
@@ -89,7 +89,7 @@ def converted(tmp_path_factory):
     if not KITTI_SAMPLE.is_dir():
         pytest.skip(f"the KITTI sample is not at {KITTI_SAMPLE}")
     run_dir = tmp_path_factory.mktemp("runtimes") / "run"
-    train(load_config("kitti_unet", SMALL_KITTI_UNET + [f"run_dir={run_dir}"]), verbose=0)
+    train(load_config("kitti_unet_clahe", SMALL_KITTI_UNET + [f"run_dir={run_dir}"]), verbose=0)
     assert main(["export", "--run-dir", str(run_dir), "--tflite", "--onnx"]) == 0
     version = run_dir / "export" / "1"
     return version, json.loads((version / "assets.extra" / "runtimes.json").read_text())

@@ -12,7 +12,7 @@ STAGES = "train.stages=[{size: [96, 312], epochs: 2}, {size: [192, 624], epochs:
 
 
 def test_stage_follows_the_epoch_and_sets_the_training_size():
-    config = load_config("kitti_unet", [STAGES, "train.epochs=5"])
+    config = load_config("kitti_unet_clahe", [STAGES, "train.epochs=5"])
     assert [stage_index(config.train, e) for e in range(5)] == [0, 0, 1, 1, 1]
     first = stage_data_config(config.data, config.train, 1)
     assert first.resize == [96, 312] and first.augment.crop_size == [96, 312]  # crop scaled alike
@@ -35,7 +35,7 @@ def test_without_a_resize_the_stage_is_the_crop():
 ])
 def test_bad_stages_are_errors(stages, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
-        load_config("kitti_unet", [f"train.stages={stages}", "train.epochs=5"])
+        load_config("kitti_unet_clahe", [f"train.stages={stages}", "train.epochs=5"])
 
 
 def test_a_run_in_stages_trains_each_at_its_size(tmp_path, capsys):
