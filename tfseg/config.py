@@ -234,8 +234,9 @@ class TrainConfig:
     time_budget: float = 0.0
     # Progressive resizing: [{size: [h, w], epochs: n}, ...], small images first. A stage's
     # size replaces data.resize (data.augment.crop_size scaled alike) or, without a resize,
-    # the crop size; the epochs add up to train.epochs. Validation and export keep the
-    # configured geometry. See tfseg.training.stages.
+    # the crop size; the epochs add up to train.epochs, or with train.time_budget are each
+    # stage's share of the budget. Validation and export keep the configured geometry.
+    # See tfseg.training.stages.
     stages: list = field(default_factory=list)
     # Weights & Biases (tfseg.training.tracking): a project name logs every epoch's scores and
     # prediction panels there when wandb is installed; mode "" leaves it to wandb
@@ -572,13 +573,8 @@ def validate_stages(config: RunConfig) -> None:
     if not (config.data.resize or config.data.augment.crop_size):
         raise ConfigError("train.stages: a stage's size replaces data.resize or data.augment.crop_size; set one")
     total = sum(stage["epochs"] for stage in stages)
-    if total != config.train.epochs:
+    if total != config.train.epochs and not config.train.time_budget:  # under a budget: shares
         raise ConfigError(f"train.stages: the stages' epochs add up to {total}, train.epochs is {config.train.epochs}")
-    if config.train.time_budget:
-        # A budget plans the epochs from the first one, a small stage's: the later, larger
-        # stages would overrun it, or be cut off.
-        raise ConfigError("train.time_budget: cannot plan the epochs of train.stages, which fix them; "
-                          "size the stages' epochs instead")
 
 
 def validate_loss(loss: LossConfig) -> None:

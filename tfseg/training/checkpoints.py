@@ -68,18 +68,23 @@ class TrainingCheckpoints:
     """
 
     def __init__(self, directory: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                 is_writer: bool = True):
+                 is_writer: bool = True, budgeted_stages: int = 0):
         self.directory = Path(directory)
         self._epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False)
         self._global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # A time budget's plan: the epochs in all, and with train.stages each stage's
+        # epochs (0: not planned yet; kept only by such runs, so that older checkpoints,
+        # which lack it, still restore).
         self.planned_epochs = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.stage_epochs = tf.Variable(tf.zeros([budgeted_stages], tf.int64), trainable=False)
+        stage_plan = {"stage_epochs": self.stage_epochs} if budgeted_stages else {}
         # Variables by position: the configuration (checked before any restore) fixes the
         # architecture, so the same model and optimizer list them in the same order.
         self._checkpoint = tf.train.Checkpoint(
             model=list(model.variables), optimizer=list(optimizer.variables),
             epoch=self._epoch, step=self._step, global_step=self._global_step,
-            planned_epochs=self.planned_epochs)
+            planned_epochs=self.planned_epochs, **stage_plan)
         # Checked before the manager reads the index: a damaged one would make it start
         # afresh and delete the checkpoints it no longer knows of.
         latest_checkpoint(self.directory)

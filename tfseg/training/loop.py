@@ -10,7 +10,8 @@ and resumes only at an epoch's start. This loop runs unchanged on one device, un
             are finite; on SIGINT/SIGTERM a checkpoint, then KeyboardInterrupt
         one validation pass; a history row (CSV, TensorBoard scalars and images, curves.png)
         best.keras, when the score is finite and better and the weights are finite
-        reduce-on-plateau, early stopping; after the first epoch, a time budget's plan
+        reduce-on-plateau, early stopping; after the first epoch (of each stage), a
+        time budget's plan
         a checkpoint at the epoch's end
 
 The train step mirrors Keras' own: each replica computes the loss on its share of the
@@ -41,6 +42,7 @@ from tfseg.training.checkpoints import Position, TrainingCheckpoints, all_finite
 from tfseg.training.history import History, PredictionPanels
 from tfseg.training.interrupts import StopRequest
 from tfseg.training.schedules import Patience, Schedule, fit_epochs
+from tfseg.training.stages import StageBudget, stage_index
 
 # How many steps of an epoch, after its first (which traces and compiles), time the
 # automatic checkpoint interval.
@@ -82,6 +84,7 @@ class LoopSettings:
     plateau_factor: float = 0.5
     early_stopping_patience: int = 0  # 0: never
     time_budget_minutes: float = 0.0  # 0: none
+    stage_budget: StageBudget | None = None  # the time budget over train.stages
     best_metric: str = "val_miou"  # the logged validation score that picks the best model
 
 
@@ -318,15 +321,15 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
                 with atomic_path(best_path) as tmp:
                     model.save(tmp, include_optimizer=False)
         stop_early = epoch_end.update(score)
-        if settings.time_budget_minutes and step_seconds and not checkpoints.planned_epochs.numpy():
+        if settings.time_budget_minutes and step_seconds:
             # A steady epoch: the median step (the first traces and compiles) and validation.
-            steady = statistics.median(step_seconds) * settings.steps_per_epoch + validation_seconds
-            epochs = agree(strategy, fit_epochs(settings.time_budget_minutes * 60, time.perf_counter() - started_training,
-                                                steady, settings.epochs))
-            checkpoints.planned_epochs.assign(epochs)
-            schedule.total.assign(epochs * settings.steps_per_epoch)
-            say(settings, f"time budget {settings.time_budget_minutes:g} min: {epochs} epoch(s) of about "
-                          f"{steady:.0f} s; the schedule spans them")
+            train_seconds = statistics.median(step_seconds) * settings.steps_per_epoch
+            planned = plan_time_budget(settings, checkpoints, strategy, epoch, time.perf_counter() - started_training,
+                                       train_seconds, validation_seconds)
+            if planned:
+                epochs = planned
+                checkpoints.planned_epochs.assign(epochs)
+                schedule.total.assign(epochs * settings.steps_per_epoch)
         position = Position(epoch + 1, 0, position.global_step)
         checkpoints.save(position)
         say(settings, f"epoch {epoch + 1}/{epochs} - {time.perf_counter() - started:.1f}s - "
@@ -338,6 +341,34 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
                           f"{settings.early_stopping_patience} epochs")
             return
         epoch += 1
+
+
+def plan_time_budget(settings: LoopSettings, checkpoints: TrainingCheckpoints, strategy: tf.distribute.Strategy,
+                     epoch: int, elapsed_seconds: float, train_seconds: float, validation_seconds: float) -> int | None:
+    """The run's epochs in all, where the epoch just timed plans them: the first epoch, or
+    under ``train.stages`` each stage's first (its count is then kept in the checkpoints);
+    None after any other epoch."""
+    steady = train_seconds + validation_seconds
+    budget = settings.stage_budget
+    if budget is None:
+        if checkpoints.planned_epochs.numpy():
+            return None
+        epochs = agree(strategy, fit_epochs(settings.time_budget_minutes * 60, elapsed_seconds, steady,
+                                            settings.epochs))
+        say(settings, f"time budget {settings.time_budget_minutes:g} min: {epochs} epoch(s) of about "
+                      f"{steady:.0f} s; the schedule spans them")
+        return epochs
+    counts = [int(count) for count in checkpoints.stage_epochs.numpy()]
+    stage = stage_index(counts, epoch)
+    if counts[stage]:
+        return None
+    counts[stage] = agree(strategy, budget.fit(stage, elapsed_seconds, steady))
+    checkpoints.stage_epochs.assign(counts)
+    epochs = agree(strategy, budget.estimated_total(counts, stage, train_seconds, validation_seconds))
+    say(settings, f"time budget {settings.time_budget_minutes:g} min, stage {stage + 1}/{len(counts)} "
+                  f"(until {budget.deadline(stage) / 60:.3g} min): {counts[stage]} epoch(s) of about {steady:.0f} s; "
+                  f"{epochs} epoch(s) in all{' so far' if 0 in counts else ''}, which the schedule spans")
+    return epochs
 
 
 def agree(strategy: tf.distribute.Strategy, value: int) -> int:

@@ -48,7 +48,7 @@ from tfseg.training.history import PREVIEW_IMAGES, History, PredictionPanels
 from tfseg.training.interrupts import StopRequest
 from tfseg.training.loop import HeadObjective, InputError, LoopSettings, Trainer, run_loop
 from tfseg.training.schedules import make_optimizer
-from tfseg.training.stages import stage_data_config, stage_index
+from tfseg.training.stages import StageBudget, stage_data_config, stage_index
 from tfseg.training.tracking import open_tracker
 
 
@@ -176,9 +176,12 @@ def train(config: RunConfig, verbose: int = 2,
     stride = model_stride(config.model.name, **config.model.options)
     cache: dict = {}  # the current stage's cached training examples (one stage without stages)
 
+    stage_budget = StageBudget.of(t)
+
     def train_batches(epoch: int, skip: int) -> tf.data.Dataset:
-        data = stage_data_config(config.data, t, epoch)
-        stage = stage_index(t, epoch)
+        stage = stage_index(checkpoints.stage_epochs.numpy() if stage_budget else
+                            [stage["epochs"] for stage in t.stages], epoch)
+        data = stage_data_config(config.data, t, stage)
         if stage not in cache:
             cache.clear()  # an earlier stage's images are not needed again
             cache[stage] = cached_examples(source, "train", data)
@@ -204,7 +207,8 @@ def train(config: RunConfig, verbose: int = 2,
     loss = losses.make_loss(config.loss, num_classes, class_weights)
     trainer = Trainer(model, optimizer, loss, num_classes, strategy, jit_compile, head_objectives(config),
                       max_f=t.best_metric == "val_max_f")
-    checkpoints = TrainingCheckpoints(run_dir / CHECKPOINT_DIR, model, optimizer, is_writer=writer)
+    checkpoints = TrainingCheckpoints(run_dir / CHECKPOINT_DIR, model, optimizer, is_writer=writer,
+                                      budgeted_stages=len(t.stages) if stage_budget else 0)
     print(f"{'going on with' if checkpoints.latest else 'starting'} run in {run_dir}")
     print(f"model {config.model.name}: {model.count_params():,} parameters, policy {policy}, "
           f"XLA {'on' if jit_compile else 'off'}, "
@@ -215,7 +219,7 @@ def train(config: RunConfig, verbose: int = 2,
         print("class weights: " + ", ".join(f"{name} {w:.3g}" for name, w in zip(source.class_names, class_weights)))
     settings = LoopSettings(t.epochs, steps, t.checkpoint_steps, t.checkpoint_minutes, verbose,
                             t.plateau_patience, t.plateau_factor, t.early_stopping_patience, t.time_budget,
-                            t.best_metric)
+                            stage_budget, t.best_metric)
     tracker = (open_tracker(t.wandb_project, t.wandb_mode, config.name, config_lib.to_dict(config), run_dir)
                if writer else None)
     stop = StopRequest()
