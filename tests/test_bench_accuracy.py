@@ -64,7 +64,10 @@ def test_a_tiny_measurement_is_written_and_a_rerun_skips_what_is_done(tmp_path, 
         run_split = json.loads((folder / "run" / "split.json").read_text())
         assert sorted(run_split["train"] + run_split["val"]) == folds[fold]["train"]
         tta = json.loads((folder / "scores_tta.json").read_text())
-        assert cell["tta_max_f"] == tta["max_f"] and "tta_ms_per_image" in cell
+        assert cell["tta_max_f"] == tta["max_f"] and tta["test_time_augmentation"] == {"flip": True, "scales": [1.0]}
+        cost = json.loads((folder / "tta_cost.json").read_text())  # both served side by side in one process
+        assert cell["tta_ms_per_image"] == cost["added_ms_per_image"] == cost["tta_ms_median"] - cost["plain_ms_median"]
+        assert cell["tta_time_ratio"] == cost["tta_time_over_plain"]["median"] > 0
     rows = json.loads((tmp_path / "table.json").read_text())
     unet = next(r for r in rows if r["recipe"] == "kitti_unet")
     assert unet["max_f"] == pytest.approx(np.mean([cells[("kitti_unet", f)]["max_f"] for f in (0, 1)]))

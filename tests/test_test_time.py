@@ -33,6 +33,17 @@ def exports(tmp_path_factory):
     return run_dir / "export"
 
 
+@pytest.fixture(scope="module")
+def resized_exports(tmp_path_factory):
+    """A model with data.resize (not a multiple of the stride: the network input is padded),
+    exported plain (1) and with flip and two scales baked in (2)."""
+    run_dir = tmp_path_factory.mktemp("tta_resized") / "run"
+    train(load_config("demo_unet", TINY + ["data.resize=[30, 42]", f"run_dir={run_dir}"]), verbose=0)
+    assert main(["export", "--run-dir", str(run_dir)]) == 0
+    assert main(["export", "--run-dir", str(run_dir), "--tta-flip", "--tta-scales", "1", "0.75"]) == 0
+    return run_dir / "export"
+
+
 def images(height=36, width=44, count=2):
     return np.random.default_rng(0).integers(0, 256, (count, height, width, 3), dtype=np.uint8)
 
@@ -79,10 +90,58 @@ def test_evaluate_run_with_tta_writes_beside_the_plain_scores(exports, capsys):
     assert served["miou"] == pytest.approx(tta["miou"], abs=1e-6)
 
 
-def test_bad_tta_settings_are_one_line(exports, capsys):
-    assert main(["evaluate", "--model", str(exports / "1"), "--dataset", "synthetic", "--tta-flip"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "test-time augmentation goes in the export" in err and len(err.splitlines()) == 1
+@pytest.mark.parametrize("which, baked, tta", [
+    ("exports", "2", TestTimeAugmentation(flip=True)),
+    ("exports", "3", TestTimeAugmentation(scales=(1.0, 0.5))),
+    ("resized_exports", "2", TestTimeAugmentation(flip=True, scales=(1.0, 0.75))),
+])
+def test_tta_around_a_plain_export_serves_what_the_export_with_it_bakes_in(request, which, baked, tta):
+    exports = request.getfixturevalue(which)
+    around = SegmentationModel(exports / "1")
+    around.with_test_time_augmentation(tta)
+    x = images(37, 61)
+    out, expected = around.predict(x), SegmentationModel(exports / baked).predict(x)
+    np.testing.assert_allclose(out["probabilities"], expected["probabilities"], atol=2e-6)
+    np.testing.assert_array_equal(out["classes"], expected["classes"])
+    assert np.abs(out["probabilities"] - SegmentationModel(exports / "1").predict(x)["probabilities"]).max() > 1e-3
+
+
+def test_predict_and_evaluate_model_with_tta_give_the_baked_export_s_results(exports, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(images(37, 61, count=3)):
+        Image.fromarray(image).save(folder / f"{i}.png")
+    assert main(["predict", "--model", str(exports / "1"), "--tta-flip", "-i", str(folder), "-o",
+                 str(tmp_path / "around")]) == 0
+    assert main(["predict", "--model", str(exports / "2"), "-i", str(folder), "-o", str(tmp_path / "baked")]) == 0
+    plain = SegmentationModel(exports / "1")
+    for i in range(3):
+        around = np.asarray(Image.open(tmp_path / "around" / "masks" / f"{i}.png"))
+        np.testing.assert_array_equal(around, np.asarray(Image.open(tmp_path / "baked" / "masks" / f"{i}.png")))
+        assert (around != plain(np.asarray(Image.open(folder / f"{i}.png")))).any()  # the passes changed it
+    data = ["--dataset", "synthetic", "--config", "demo_unet", "--set", TINY[0]]
+    assert main(["evaluate", "--model", str(exports / "1"), "--tta-flip", *data,
+                 "--json", str(tmp_path / "around.json")]) == 0
+    assert main(["evaluate", "--model", str(exports / "2"), *data, "--json", str(tmp_path / "baked.json")]) == 0
+    around, baked = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("around", "baked"))
+    assert around["miou"] == pytest.approx(baked["miou"], abs=1e-6)
+    assert around["test_time_augmentation"] == {"flip": True, "scales": [1.0]}
+
+
+def test_bad_tta_settings_are_one_line(exports, tmp_path, capsys):
+    for argv, message in [
+        (["evaluate", "--model", str(exports / "2"), "--dataset", "synthetic", "--config", "demo_unet",
+          "--set", TINY[0], "--tta-flip"], "was exported with test-time augmentation"),
+        (["evaluate", "--predictions", str(tmp_path), "--dataset", "synthetic", "--tta-flip"],
+         "--predictions are scored as they were made"),
+        (["predict", "--model", str(exports / "1"), "-i", str(tmp_path), "-o", str(tmp_path / "out"),
+          "--tta-flip", "--tile", "64"], "test-time augmentation runs on whole images"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
     assert main(["export", "--run-dir", str(exports.parent), "--tta-scales", "1", "9"]) == 2
     err = capsys.readouterr().err.strip()
     assert "test-time scales [1.0, 9.0]" in err and len(err.splitlines()) == 1

@@ -78,9 +78,9 @@ def cmd_evaluate(args) -> int:
         json_path = (Path(args.json) if args.json else
                      metrics_path(Path(args.run_dir), args.split + ("_tta" if tta.enabled else "")))
     else:
-        if tta.enabled:
-            raise UserError(f"--tta-flip/--tta-scales: {what[0]} is scored as it was exported; test-time "
-                            "augmentation goes in the export (tfseg export --tta-flip ...) or in evaluate --run-dir")
+        if tta.enabled and args.predictions:
+            raise UserError("--tta-flip/--tta-scales: --predictions are scored as they were made; test-time "
+                            "augmentation goes with --model, --run-dir or in the export (tfseg export --tta-flip)")
         if not (args.dataset or args.config) or not (args.data_dir or args.config):
             raise UserError(f"{what[0]} needs the ground truth: --dataset NAME --data-dir DIR (or --config)")
         data_config = _data_config(args)
@@ -107,7 +107,7 @@ def cmd_evaluate(args) -> int:
     if args.run_dir:
         metrics = evaluate.evaluate_run(args.run_dir, args.split, worst=worst, tta=tta)
     elif args.model:
-        metrics = evaluate.evaluate_saved_model(args.model, data_config, args.split, worst=worst)
+        metrics = evaluate.evaluate_saved_model(args.model, data_config, args.split, worst=worst, tta=tta)
     else:
         metrics = evaluate.evaluate_predictions(args.predictions, data_config, args.split, args.format, worst=worst)
     print(evaluate.format_report(metrics))
@@ -199,7 +199,7 @@ def cmd_predict(args) -> int:
     *stacked_with, main_input = args.input
     if len(args.input) == 1 and Path(main_input).suffix.lower() in VIDEO_SUFFIXES:
         summary = predict_video(args.model, main_input, args.output, overwrite=args.overwrite,
-                                frame_masks=args.frame_masks)
+                                frame_masks=args.frame_masks, tta=_test_time_augmentation(args))
         for path, reason in summary.failed:
             print(f"incomplete {path}: {reason}", file=sys.stderr)
         print(f"wrote {len(summary.written)} segmented frame(s) to {args.output}")
@@ -207,7 +207,8 @@ def cmd_predict(args) -> int:
     summary = predict_folder(args.model, main_input, args.output, overwrite=args.overwrite,
                              probabilities=args.probabilities or args.kitti_submission, recursive=args.recursive,
                              tile=args.tile, batch_size=args.batch_size, stacked_with=stacked_with,
-                             kitti_submission=args.kitti_submission, calib_dir=args.calib)
+                             kitti_submission=args.kitti_submission, calib_dir=args.calib,
+                             tta=_test_time_augmentation(args))
     for path, reason in summary.failed:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"{summary.report()}; outputs in {args.output}")
@@ -446,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", choices=SOURCE_NAMES, help="the ground truth's data source")
     evaluate.add_argument("--data-dir", help="the ground truth's folder (or KITTI's zip)")
     _add_config_args(evaluate, None)
-    _add_tta_args(evaluate, "--run-dir's model")
+    _add_tta_args(evaluate, "--run-dir's model, or --model's SavedModel,")
     evaluate.set_defaults(func=cmd_evaluate)
 
     serve = commands.add_parser("serve", help="serve exported versions with TF Serving's REST API and a web page")
@@ -516,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="images of one size segmented together (default 4)")
     predict.add_argument("--frame-masks", action="store_true",
                          help="video: also write each frame's mask to <name>_masks/NNNNNN.png")
+    _add_tta_args(predict, "a SavedModel exported without it")
     predict.set_defaults(func=cmd_predict)
 
     models = commands.add_parser("models", help="list the models with parameter counts and FLOPs")

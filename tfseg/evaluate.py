@@ -222,13 +222,16 @@ def evaluate_run(run_dir: str | Path, split: str, progress: bool = True, worst: 
 
 
 def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progress: bool = True,
-                         worst: Worst | None = None) -> dict:
+                         worst: Worst | None = None,
+                         tta: TestTimeAugmentation = NO_TEST_TIME_AUGMENTATION) -> dict:
     """Scores an exported model (a SavedModel, or a ``.tflite`` or ``.onnx`` file) on
-    ``split`` of the data ``data_config`` describes."""
+    ``split`` of the data ``data_config`` describes (with ``tta`` around a SavedModel
+    exported without it)."""
     from tfseg.data.sources import make_source
     from tfseg.serving.client import load_model
 
     model = load_model(model_dir)
+    model.with_test_time_augmentation(tta)
     source = make_source(data_config)
     if len(model.class_names) != len(source.class_names):
         raise UserError(f"model {model_dir}: predicts {len(model.class_names)} classes but "
@@ -236,7 +239,8 @@ def evaluate_saved_model(model_dir: str | Path, data_config, split: str, progres
     if len(source.class_names) == 2 and not model.has_probabilities:
         raise UserError(f"model {model.path}: was exported without probabilities (--no-probabilities), "
                         "which the two-class scores (MaxF, AP) need; export it again without that flag")
-    return {**score_model(model.serve, source, split, progress, worst), "split": split, "model": str(model.path)}
+    return {**score_model(model.serve, source, split, progress, worst), "split": split, "model": str(model.path),
+            **({"test_time_augmentation": tta.metadata()} if tta.enabled else {})}
 
 
 def read_prediction(path: Path, num_classes: int, form: str, shape) -> tuple[np.ndarray, np.ndarray | None]:

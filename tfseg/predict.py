@@ -26,6 +26,7 @@ from tfseg.kitti_benchmark import Calibration, read_calibration, to_bev
 from tfseg.photos import Photo, PhotoError, photo_size, read_photo
 from tfseg.predictions import encode_depth, is_kitti_image_id, kitti_submission_stem, quantize_probability
 from tfseg.serving.client import ExportedModel, load_model
+from tfseg.serving.test_time import NO_TEST_TIME_AUGMENTATION, TestTimeAugmentation
 from tfseg.viz import depth_preview, overlay, write_rgb
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
@@ -129,7 +130,8 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
                    overwrite: bool = False, progress: bool = True, probabilities: bool = False,
                    recursive: bool = False, tile: str | int = "auto",
                    batch_size: int = DEFAULT_BATCH, stacked_with=(), kitti_submission: bool = False,
-                   calib_dir: str | Path | None = None) -> PredictSummary:
+                   calib_dir: str | Path | None = None,
+                   tta: TestTimeAugmentation = NO_TEST_TIME_AUGMENTATION) -> PredictSummary:
     """Writes ``output/masks/<name>.png`` and ``output/overlays/<name>.png`` per input image
     (``<name>`` keeps the sub-folders with ``recursive``), and with ``probabilities``
     (two-class models) ``output/probabilities/<name>.png``: the class-1 probability as
@@ -163,14 +165,19 @@ def predict_folder(model_path: str | Path, input_dir: str | Path, output_dir: st
         at the root of ``output/kitti_road_bev.zip``, the file the benchmark takes.
       calib_dir: the images' calibration files ``<id>.txt`` (default: ``calib/`` beside
         ``input_dir``, as in ``data_road/testing/``).
+      tta: test-time augmentation around a SavedModel exported without it (each image
+        whole: not in tiles).
     """
     from tqdm import tqdm
 
+    if tta.enabled and tile not in ("auto", "off"):
+        raise UserError(f"--tile {tile}: test-time augmentation runs on whole images; leave --tile or --tta-* out")
     started = time.perf_counter()
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     stacked_with = [Path(folder) for folder in stacked_with]
     images, broken = check_folders(input_dir, output_dir, recursive, stacked_with)
     model = load_model(model_path)
+    model.with_test_time_augmentation(tta)
     if tile not in ("auto", "off") and not model.can_tile:
         raise UserError(f"--tile {tile}: model {model.path} holds the whole inference path only; tiles need the "
                         "SavedModel's `network` endpoint (give the SavedModel, or leave --tile out)")
@@ -438,7 +445,8 @@ def write_outputs(paths: OutputPaths, image: np.ndarray, result: Segmented, pale
 
 
 def predict_video(model_path: str | Path, video: str | Path, output_dir: str | Path,
-                  overwrite: bool = False, progress: bool = True, frame_masks: bool = False) -> PredictSummary:
+                  overwrite: bool = False, progress: bool = True, frame_masks: bool = False,
+                  tta: TestTimeAugmentation = NO_TEST_TIME_AUGMENTATION) -> PredictSummary:
     """Segments every frame of ``video``; writes ``output/<stem>_overlay.mp4`` (same size and
     frame rate) and, with ``frame_masks``, ``output/<stem>_masks/<frame:06d>.png``.
 
@@ -465,6 +473,7 @@ def predict_video(model_path: str | Path, video: str | Path, output_dir: str | P
     if len(model.inputs) != 1:
         raise UserError(f"model {model.path} takes {' + '.join(model.inputs)} stacked: it segments "
                         "folders of paired images, not a video")
+    model.with_test_time_augmentation(tta)
     summary = PredictSummary()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)

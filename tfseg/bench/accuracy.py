@@ -6,8 +6,9 @@ Every recipe (a preset or config file, or ``plain``: :mod:`.plain_unet`) is trai
 (stratified by category, seeded: :func:`folds`), then scored on the fold's held-out
 images at their original size as ``tfseg evaluate`` scores them (MaxF, AP, road IoU, and
 the bird's-eye-view URBAN MaxF where the data has ``calib/``). With ``--tta-flip`` each
-tfseg recipe's cell is also scored with flip test-time augmentation: its MaxF and road IoU,
-and its cost, the difference of the two scorings' wall time per image.
+tfseg recipe's cell is also scored with flip test-time augmentation (``evaluate --model
+--tta-flip``): its MaxF and road IoU, and its cost in milliseconds per image and as a ratio
+of the time, measured side by side in one process (``tfseg bench predict --tta-flip``).
 
 Cells run in the order budget, fold, recipe, so that the recipes compared at one budget
 share the machine's hour. Each cell trains in its own process and writes its scores to
@@ -42,7 +43,7 @@ from tfseg.fileio import atomic_path, check_writable, write_text
 
 PLAIN = "plain"
 SCORES = ("max_f", "average_precision", "road_iou", "bev_max_f", "tta_max_f", "tta_road_iou",
-          "tta_ms_per_image")
+          "tta_ms_per_image", "tta_time_ratio")
 
 
 def folds(ids: list[str], k: int, seed: int = 0) -> list[dict[str, list[str]]]:
@@ -128,9 +129,7 @@ def train_cell(recipe: str, budget: float, split_file: Path, data_dir: Path, fol
     run_command([*tfseg, "export", "--run-dir", str(run_dir), "--version", "1"], folder / "export.log")
     scorings = {"plain": ["--model", str(run_dir / "export" / "1"), *outer]}
     if tta:
-        run_command([*tfseg, "export", "--run-dir", str(run_dir), "--version", "2", "--tta-flip"],
-                    folder / "export_tta.log")
-        scorings["tta"] = ["--model", str(run_dir / "export" / "2"), *outer]
+        scorings["tta"] = [*scorings["plain"], "--tta-flip"]
     return scorings
 
 
@@ -143,14 +142,18 @@ def score_cell(evaluate: list[str], folder: Path) -> dict:
             "num_images": metrics["num_images"]}
 
 
-def score_cell_with_tta(scorings: dict[str, list[str]], folder: Path) -> dict:
+def score_cell_with_tta(scorings: dict[str, list[str]], data_dir: Path, folder: Path) -> dict:
     """A cell scored with flip test-time augmentation (MaxF, road IoU), and the
-    milliseconds per image that adds: the scorings without and with it, run back to back,
-    their wall times differenced over the images."""
-    plain, plain_seconds = scored(scorings["plain"], folder / "scores.json", folder / "evaluate.log")
-    flipped, seconds = scored(scorings["tta"], folder / "scores_tta.json", folder / "evaluate_tta.log")
+    milliseconds per image that it adds: ``tfseg bench predict --tta-flip`` on 12 of the
+    images, the model served plain and with it in alternating rounds in one process."""
+    flipped, _ = scored(scorings["tta"], folder / "scores_tta.json", folder / "evaluate_tta.log")
+    model = scorings["plain"][scorings["plain"].index("--model") + 1]
+    run_command([sys.executable, "-m", "tfseg", "bench", "predict", "--model", model, "--tta-flip",
+                 "--data-dir", str(data_dir), "--num-images", "12", "--rounds", "3",
+                 "--json", str(folder / "tta_cost.json")], folder / "tta_cost.log")
+    cost = json.loads((folder / "tta_cost.json").read_text())
     return {"tta_max_f": flipped["max_f"], "tta_road_iou": flipped["iou_per_class"][1],
-            "tta_ms_per_image": 1000 * (seconds - plain_seconds) / plain["num_images"]}
+            "tta_ms_per_image": cost["added_ms_per_image"], "tta_time_ratio": cost["tta_time_over_plain"]["median"]}
 
 
 def table(cells: list[dict]) -> list[dict]:
@@ -208,7 +211,7 @@ def _csv(value) -> str:
 
 def format_rows(rows: list[dict]) -> str:
     lines = [f"{'recipe':<24}{'min':>6}{'folds':>6}{'MaxF':>16}{'road IoU':>16}{'AP':>8}{'BEV MaxF':>10}"
-             f"{'MaxF/plain':>12}{'TTA MaxF':>10}{'TTA IoU':>9}{'TTA +ms':>9}"]
+             f"{'MaxF/plain':>12}{'TTA MaxF':>10}{'TTA IoU':>9}{'TTA +ms':>9}{'TTA time':>10}"]
 
     def number(row, key, form):
         return format(row[key], form) if key in row else "-"
@@ -218,7 +221,8 @@ def format_rows(rows: list[dict]) -> str:
                      f"{r['max_f']:>9.4f} ±{r['max_f_spread']:.3f}{r['road_iou']:>9.4f} ±{r['road_iou_spread']:.3f}"
                      f"{r['average_precision']:>8.4f}{number(r, 'bev_max_f', '.4f'):>10}"
                      f"{number(r, 'max_f_vs_plain', '.3f'):>12}{number(r, 'tta_max_f', '.4f'):>10}"
-                     f"{number(r, 'tta_road_iou', '.4f'):>9}{number(r, 'tta_ms_per_image', '.0f'):>9}")
+                     f"{number(r, 'tta_road_iou', '.4f'):>9}{number(r, 'tta_ms_per_image', '.0f'):>9}"
+                     f"{number(r, 'tta_time_ratio', '.2f') + ('x' if 'tta_time_ratio' in r else ''):>10}")
     return "\n".join(lines)
 
 
@@ -265,9 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                 "train_seconds": time.perf_counter() - started, **score_cell(scorings["plain"], folder)}
         line = f"    MaxF {cell['max_f']:.4f}, road IoU {cell['road_iou']:.4f}"
         if "tta" in scorings:
-            cell.update(score_cell_with_tta(scorings, folder))
+            cell.update(score_cell_with_tta(scorings, data_dir, folder))
             line += (f"; with flip TTA {cell['tta_max_f']:.4f}, {cell['tta_road_iou']:.4f} "
-                     f"({cell['tta_ms_per_image']:+.0f} ms per image)")
+                     f"({cell['tta_ms_per_image']:+.0f} ms per image, {cell['tta_time_ratio']:.2f}x the time)")
         write_text(cell_file, json.dumps(cell, indent=1) + "\n")
         cells.append(cell)
         print(line, flush=True)

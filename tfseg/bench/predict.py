@@ -8,6 +8,9 @@ shared and noisy, so the ratio taken within a round is the number to read):
 * **tfseg predict** -- :func:`tfseg.predict.predict_folder` on the PNG files: listing,
   header reads, decoding, the model, and writing masks and overlays.
 
+With ``--tta-flip``/``--tta-scales``, they are the SavedModel served plain and with that
+test-time augmentation around it, one image at a time: its cost.
+
 With ``--runtimes``, the candidates are instead the exported model on each runtime, one
 image at a time as a camera delivers them: the SavedModel (TensorFlow), its TFLite files
 (float32, float16, int8; LiteRT with XNNPACK) and its ONNX file (onnxruntime), each the
@@ -29,12 +32,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.arguments import ArgumentParser, positive_int
+from tfseg.arguments import ArgumentParser, positive_float, positive_int
 from tfseg.bench.host import describe_cpu, load_average
 from tfseg.bench.report import write_json
 from tfseg.bench.staging import stage_kitti_tree
 from tfseg.bench.stats import ratio_summary, summary
 from tfseg.fileio import check_writable
+from tfseg.serving.test_time import TestTimeAugmentation
 
 
 def export_preset_model(preset: str, path: Path, overrides: list[str] = (), probabilities: bool = True) -> Path:
@@ -156,19 +160,7 @@ def bench_runtimes(model_path: str | None = None, preset: str = "kitti_unet", da
         files = runtime_files(version_dir, arrays[:8])
         candidates = {SAVED_MODEL: SegmentationModel(version_dir)}
         candidates.update({name: ConvertedModel(path, threads) for name, path in files.items()})
-        for model in candidates.values():  # warm-up: every image size once
-            for shape in {a.shape for a in arrays}:
-                model.predict(next(a for a in arrays if a.shape == shape)[np.newaxis])
-        rates: dict[str, list[float]] = {name: [] for name in candidates}
-        latencies: dict[str, list[float]] = {name: [] for name in candidates}
-        for _ in range(rounds):
-            for name, model in candidates.items():
-                started = time.perf_counter()
-                for array in arrays:
-                    begun = time.perf_counter()
-                    model.predict(array[np.newaxis])
-                    latencies[name].append(time.perf_counter() - begun)
-                rates[name].append(len(arrays) / (time.perf_counter() - started))
+        rates, latencies = alternating_rounds(candidates, arrays, rounds)
         sizes = {SAVED_MODEL: sum(p.stat().st_size for p in (version_dir / "variables").iterdir())
                  + (version_dir / "saved_model.pb").stat().st_size}
         sizes.update({name: path.stat().st_size for name, path in files.items()})
@@ -187,6 +179,72 @@ def bench_runtimes(model_path: str | None = None, preset: str = "kitti_unet", da
     if output_json:
         write_json(output_json, result)
     return result
+
+
+def alternating_rounds(candidates: dict, arrays: list[np.ndarray], rounds: int
+                       ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each candidate model over every image, one at a time, candidate after candidate in
+    each round, after a warm-up of every image size: ``(images/s of each round, seconds of
+    each image)`` by candidate."""
+    for model in candidates.values():
+        for shape in {a.shape for a in arrays}:
+            model.predict(next(a for a in arrays if a.shape == shape)[np.newaxis])
+    rates: dict[str, list[float]] = {name: [] for name in candidates}
+    latencies: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, model in candidates.items():
+            started = time.perf_counter()
+            for array in arrays:
+                begun = time.perf_counter()
+                model.predict(array[np.newaxis])
+                latencies[name].append(time.perf_counter() - begun)
+            rates[name].append(len(arrays) / (time.perf_counter() - started))
+    return rates, latencies
+
+
+def bench_tta(tta, model_path: str | None = None, preset: str = "kitti_unet", data_dir: str | None = None,
+              num_images: int = 20, rounds: int = 3, synthetic: bool = False, output_json: str | None = None) -> dict:
+    """What test-time augmentation ``tta`` costs: the SavedModel served plain and with
+    ``tta`` around it, one image at a time, alternating."""
+    from tfseg.photos import read_photo
+    from tfseg.serving.client import SegmentationModel
+
+    work = Path(tempfile.mkdtemp(prefix="tfseg-bench-tta-"))
+    try:
+        root, origin = stage_kitti_tree(work / "kitti", num_images, data_dir=data_dir, synthetic=synthetic)
+        arrays = [read_photo(p).image for p in sorted((root / "training" / "image_2").iterdir())]
+        if model_path is None:
+            model_path, model_label = export_preset_model(preset, work / "model"), f"{preset} (random weights)"
+        else:
+            model_label = model_path
+        augmented = SegmentationModel(model_path)
+        augmented.with_test_time_augmentation(tta)
+        rates, latencies = alternating_rounds({"plain": SegmentationModel(model_path), "tta": augmented},
+                                              arrays, rounds)
+        plain_ms, tta_ms = (1000 * float(np.median(latencies[name])) for name in ("plain", "tta"))
+        result = {
+            "images": origin, "num_images": num_images, "model": model_label, "tta": tta.metadata(),
+            "host": describe_cpu(), "load_average": load_average(),
+            "plain_images_per_s": summary(rates["plain"]), "tta_images_per_s": summary(rates["tta"]),
+            "plain_ms_median": plain_ms, "tta_ms_median": tta_ms, "added_ms_per_image": tta_ms - plain_ms,
+            "tta_time_over_plain": ratio_summary(rates["plain"], rates["tta"]),
+        }
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # this benchmark's own temporary folder
+    if output_json:
+        write_json(output_json, result)
+    return result
+
+
+def format_tta(result: dict) -> str:
+    ratio = result["tta_time_over_plain"]
+    return "\n".join([
+        f"tfseg bench predict --tta: {result['num_images']} images ({result['images']}), model {result['model']}, "
+        f"batch 1, test-time augmentation {result['tta']}",
+        f"plain: {result['plain_ms_median']:.1f} ms per image (median), {result['plain_images_per_s']['median']:.2f} img/s",
+        f"tta:   {result['tta_ms_median']:.1f} ms per image (median), {result['tta_images_per_s']['median']:.2f} img/s",
+        f"tta takes {ratio['median']:.2f}x the plain time, {result['added_ms_per_image']:+.1f} ms per image (per round: "
+        f"{', '.join(f'{r:.2f}x' for r in ratio['rounds'])})"])
 
 
 def format_runtimes(result: dict) -> str:
@@ -229,10 +287,20 @@ def main(argv: list[str] | None = None) -> int:
                              "batch 1, instead")
     parser.add_argument("--threads", type=positive_int,
                         help="--runtimes: threads for LiteRT and onnxruntime (default: every core)")
+    parser.add_argument("--tta-flip", action="store_true",
+                        help="compare the SavedModel served plain and with flip test-time augmentation, batch 1, "
+                             "instead")
+    parser.add_argument("--tta-scales", type=positive_float, nargs="+", default=[1.0], metavar="S",
+                        help="... and with these network input scales averaged (default: 1)")
     parser.add_argument("--json", help="also write the result as JSON")
     args = parser.parse_args(argv)
     if args.json:
         check_writable(args.json, "--json")
+    tta = TestTimeAugmentation(flip=args.tta_flip, scales=tuple(args.tta_scales))
+    if tta.enabled:
+        print(format_tta(bench_tta(tta, args.model, args.preset, args.data_dir, args.num_images, args.rounds,
+                                   args.synthetic, args.json)))
+        return 0
     if args.runtimes:
         print(format_runtimes(bench_runtimes(args.model, args.preset, args.data_dir, args.num_images, args.rounds,
                                              args.threads, args.synthetic, args.json)))

@@ -16,6 +16,7 @@ from tfseg.errors import UserError
 from tfseg.heads import DEPTH
 from tfseg.serving.layout import METADATA_FILE, saved_model_dir
 from tfseg.serving.lite import MODEL_SUFFIXES, LiteModel, ModelFileError
+from tfseg.serving.test_time import TestTimeAugmentation
 
 
 def load_model(path: str | Path) -> SegmentationModel | ConvertedModel:
@@ -51,6 +52,18 @@ class ExportedModel:
         self.resize = list(metadata.get("resize") or [])
         # The RGB images stacked in each input, in order (exports before stacked inputs: one).
         self.inputs = list(metadata.get("inputs", ["image"]))
+
+    @property
+    def test_time_augmentation(self) -> TestTimeAugmentation:
+        """The test-time augmentation baked into the export (none for older exports)."""
+        baked = self.metadata.get("test_time_augmentation") or {}
+        return TestTimeAugmentation(flip=bool(baked.get("flip", False)), scales=tuple(baked.get("scales", [1.0])))
+
+    def with_test_time_augmentation(self, tta: TestTimeAugmentation) -> None:
+        """Serves with ``tta`` from now on: a SavedModel only (:class:`SegmentationModel`)."""
+        if tta.enabled:
+            raise UserError(f"model {self.path}: a converted file runs as it was exported; for test-time "
+                            "augmentation in it, export with --tta-flip/--tta-scales and convert that")
 
     def network_pixels(self, height: int, width: int) -> int:
         """How many pixels the network sees for an image of ``height`` x ``width``."""
@@ -108,6 +121,34 @@ class SegmentationModel(ExportedModel):
             raise UserError(f"model {path}: cannot be loaded as a SavedModel ({reason})") from None
         self.serve = self._loaded.serve
 
+    def with_test_time_augmentation(self, tta: TestTimeAugmentation) -> None:
+        """Serves with ``tta`` from now on: the passes averaged around the export's
+        ``network_input`` and ``network`` endpoints by the function an export with ``tta``
+        bakes in (:func:`tfseg.serving.graph.passes_inference_fn`), so the same scores."""
+        if not tta.enabled:
+            return
+        if self.test_time_augmentation.enabled:
+            raise UserError(f"model {self.path}: was exported with test-time augmentation "
+                            f"{self.test_time_augmentation.metadata()} already; leave --tta-* out")
+        if self.has_depth:
+            raise UserError(f"model {self.path}: has a depth head, whose map does not survive test-time "
+                            "augmentation; leave --tta-* out")
+        network = self._endpoint("network", "test-time augmentation")
+        import tensorflow as tf
+
+        from tfseg.heads import LOGITS
+        from tfseg.serving.graph import passes_inference_fn, serving_input
+
+        def preprocess(images):  # the endpoint pads to the stride; the passes pad themselves
+            size = self.resize or [tf.shape(images)[1], tf.shape(images)[2]]
+            return self._loaded.network_input(images)[:, :size[0], :size[1], :]
+
+        self.serve = tf.function(
+            passes_inference_fn(preprocess, lambda x: {LOGITS: network(x)}, self.stride, resized=bool(self.resize),
+                                probabilities=self.has_probabilities, tta=tta),
+            input_signature=[serving_input(3 * len(self.inputs))])
+        self.can_tile = False  # tiles would be one plain pass each
+
     def segment_tiled(self, image: np.ndarray, tile: int, probability_of: int | None = None):
         """``image`` uint8 ``[H, W, 3]`` in overlapping tiles (:mod:`tfseg.serving.tiling`) ->
         ``(classes uint8 [H, W], probability float32 [H, W] or None)``."""
@@ -115,11 +156,15 @@ class SegmentationModel(ExportedModel):
 
         from tfseg.serving.tiling import segment_in_tiles
 
-        network = getattr(self._loaded, "network", None)
-        if network is None:
-            raise UserError(f"model {self.path}: has no `network` endpoint for tiling; export it again")
+        network = self._endpoint("network", "tiling")
         return segment_in_tiles(
             lambda x: self._loaded.network_input(x).numpy(), lambda x: network(x).numpy(), image,
             resize=self.resize, stride=self.stride, tile=tile, margin=tile // 4,
             num_classes=len(self.class_names), probability_of=probability_of,
             resize_logits=lambda logits, size: tf.image.resize(logits, size, method="bilinear").numpy())
+
+    def _endpoint(self, name: str, purpose: str):
+        endpoint = getattr(self._loaded, name, None)  # exports older than the endpoint lack it
+        if endpoint is None:
+            raise UserError(f"model {self.path}: has no `{name}` endpoint for {purpose}; export it again")
+        return endpoint

@@ -12,7 +12,9 @@ is served.
 
 With test-time augmentation (:class:`~tfseg.serving.test_time.TestTimeAugmentation`) the
 network runs once per scale and flip of the network input, and the passes' probabilities
-are averaged.
+are averaged: baked into an export, or around an exported SavedModel's ``network_input``
+and ``network`` endpoints (:meth:`tfseg.serving.client.SegmentationModel.
+with_test_time_augmentation`), the same function either way (:func:`passes_inference_fn`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import tensorflow as tf
 from tfseg.config import DataConfig, ModelConfig
 from tfseg.data.preprocess import network_input, pad_to_multiple
 from tfseg.heads import DEPTH, LOGITS, named_outputs
-from tfseg.models import build_model
 from tfseg.serving.test_time import NO_TEST_TIME_AUGMENTATION, TestTimeAugmentation
 
 NETWORK_SCOPE = "network"
@@ -67,7 +68,26 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
     """``images uint8 [N, H, W, C]`` -> ``{"classes": uint8 [N, H, W],
     "probabilities": float32 [N, H, W, num_classes]}``, at the images' own size
     (``probabilities`` only when asked for), and ``"depth": float32 [N, H, W]`` (metres)
-    from a model with a depth head.
+    from a model with a depth head; see :func:`passes_inference_fn`.
+    """
+
+    def network(x):
+        # The network's own operations under one name: the int8 conversion quantizes
+        # those only (tfseg.serving.runtimes), leaving the exact integer CLAHE and the
+        # resizing in float.
+        with tf.name_scope(NETWORK_SCOPE):
+            return named_outputs(model(x, training=False))
+
+    return passes_inference_fn(lambda images: network_input(images, data_config), network, stride,
+                               resized=bool(data_config.resize), probabilities=probabilities, tta=tta)
+
+
+def passes_inference_fn(preprocess, network, stride: int, *, resized: bool, probabilities: bool = True,
+                        tta: TestTimeAugmentation = NO_TEST_TIME_AUGMENTATION):
+    """The inference function of a network given in two pieces: ``preprocess(images uint8
+    [N, H, W, C]) -> float32 [N, h, w, C]`` (the network input, not padded; ``resized``:
+    whether ``h, w`` is a fixed size rather than the image's) and ``network(float32 [N, h',
+    w', C], sides multiples of ``stride``) -> {head name: [N, h', w', channels]}``.
 
     Logits, not probabilities, are resized back: the same as resizing the probabilities
     for the argmax of two classes, and closer to the network's own decision for more.
@@ -78,7 +98,7 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
 
     def inference_fn(images):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        x = network_input(images, data_config)
+        x = preprocess(images)
         net_height, net_width = tf.shape(x)[1], tf.shape(x)[2]
 
         def network_pass(scale: float, mirrored: bool) -> dict:
@@ -89,18 +109,14 @@ def make_inference_fn(model: keras.Model, data_config: DataConfig, stride: int,
                 scaled = tf.image.resize(x, size, method="bilinear")
             if mirrored:
                 scaled = tf.reverse(scaled, axis=[2])
-            # The network's own operations under one name: the int8 conversion quantizes
-            # those only (tfseg.serving.runtimes), leaving the exact integer CLAHE and the
-            # resizing in float.
-            with tf.name_scope(NETWORK_SCOPE):
-                heads = named_outputs(model(pad_to_multiple(scaled, stride), training=False))
+            heads = network(pad_to_multiple(scaled, stride))
             pass_height, pass_width = tf.shape(scaled)[1], tf.shape(scaled)[2]
 
             def back_to_image(maps):
                 maps = tf.cast(maps, tf.float32)[:, :pass_height, :pass_width, :]
                 if mirrored:
                     maps = tf.reverse(maps, axis=[2])
-                if data_config.resize or scale != 1.0:
+                if resized or scale != 1.0:
                     maps = tf.image.resize(maps, tf.stack([height, width]), method="bilinear")
                 return maps
 
@@ -150,6 +166,8 @@ def float32_model(model: keras.Model, model_config: ModelConfig, num_classes: in
     options = dict(model_config.options)
     if options.get("encoder_weights") is not None:
         options["encoder_weights"] = None  # every weight is copied from ``model`` below
+    from tfseg.models import build_model  # here: a client of an export needs no model code
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
