@@ -106,8 +106,9 @@ class AugmentConfig:
 class KittiConfig:
     """KITTI Road (:mod:`tfseg.data.kitti_road`): how the validation images are held out."""
 
-    # Images held out for validation, stratified over the um/umm/uu categories. Small
-    # copies of the data hold out at most ``val_fraction`` of their images instead.
+    # Images held out for validation, stratified over the um/umm/uu categories (0: none,
+    # with train.best_metric: last). Small copies of the data hold out at most
+    # ``val_fraction`` of their images instead.
     val_count: int = 48
     val_fraction: float = 0.17
     split_seed: int = 0
@@ -202,7 +203,9 @@ class TrainConfig:
     early_stopping_patience: int = 0
     # The validation score that picks the best epoch's model and that reduce-on-plateau and
     # early stopping watch: val_miou, or val_max_f (two classes: the MaxF of class 1 that
-    # the KITTI Road benchmark ranks by, at the training geometry; tfseg.metrics.MaxF).
+    # the KITTI Road benchmark ranks by, at the training geometry; tfseg.metrics.MaxF);
+    # or last: the last epoch's model is kept, with or without validation images (training
+    # on every labelled image, data.kitti.val_count: 0, with train.epochs chosen before).
     best_metric: str = "val_miou"
     weight_decay: float = 0.0
     # "auto": mixed_bfloat16 on GPUs of compute capability >= 8.0 and on CPUs with native
@@ -301,7 +304,7 @@ CHOICES = {
     "loss.region_classes": ("all", "foreground"),
     "train.optimizer": ("adam", "adamw", "sgd"),
     "train.schedule": ("constant", "cosine", "poly", "step", "plateau"),
-    "train.best_metric": ("val_miou", "val_max_f"),
+    "train.best_metric": ("val_miou", "val_max_f", "last"),
     "train.wandb_mode": ("", "online", "offline", "disabled"),
     "data.fgbg.inputs": ("composite", "pair"),
 }
@@ -541,8 +544,12 @@ def validate(config: RunConfig) -> None:
     for key, value in non_negative.items():
         if value < 0:
             raise ConfigError(f"{key}: must be >= 0, got {value}")
-    if config.data.kitti.val_count < 1:
-        raise ConfigError(f"data.kitti.val_count: must be >= 1, got {config.data.kitti.val_count}")
+    if config.data.kitti.val_count < 0:
+        raise ConfigError(f"data.kitti.val_count: must be >= 0 (0: hold none out), got {config.data.kitti.val_count}")
+    if config.train.best_metric == "last" and (config.train.schedule == "plateau" or config.train.early_stopping_patience):
+        raise ConfigError("train.best_metric last: keeps the last epoch, with no score for "
+                          f"{'the plateau schedule' if config.train.schedule == 'plateau' else 'early stopping'} "
+                          "to watch; use val_miou or val_max_f")
     for key, value in {"data.kitti.val_fraction": config.data.kitti.val_fraction,
                        "data.folder.val_fraction": config.data.folder.val_fraction}.items():
         if not 0.0 < value < 1.0:

@@ -185,8 +185,11 @@ def score_model(predict: Callable, source, split: str, progress: bool = True, wo
     and ``"depth"`` from a depth head, tensors at ``H x W``) on every image of ``split``."""
     from tqdm import tqdm
 
-    scorer = Scorer(source.class_names, kitti_benchmark(source, split), worst.count if worst else 0)
     total = sum(source.num_examples(name) for name in split_names(source, split))
+    if not total:  # a split asked to hold nothing (KITTI's val with kitti.val_count: 0)
+        raise UserError(f"{source.name}: the {split} split holds no images (none were held out); "
+                        "score another split (--split), or other labelled images with evaluate --model")
+    scorer = Scorer(source.class_names, kitti_benchmark(source, split), worst.count if worst else 0)
     for image_id, image, label, targets in tqdm(examples(source, split), total=total, desc=f"evaluate {split}",
                                                 unit="img", disable=not progress):
         outputs = predict(image[np.newaxis])

@@ -84,9 +84,14 @@ class FileSource:
             file, reason, _ = fatal[0]
             more = f" (and {len(fatal) - 1} more problem(s))" if len(fatal) > 1 else ""
             raise UserError(f"{file}: {reason}{more}; run `tfseg data check` for the full list")
-        if not examples:
+        if not examples and self.expects_examples(split):
             raise UserError(f"{self.name}: split {split!r} has no examples in {self.root_description()}")
         return examples
+
+    def expects_examples(self, split: str) -> bool:
+        """Whether an empty ``split`` means the data is not where it should be (True), rather
+        than a split that was asked to hold nothing."""
+        return True
 
     def complete_examples(self, split: str) -> list[Example]:
         """The split's examples whose files are all there, without raising for the others."""

@@ -243,6 +243,10 @@ class KittiRoadSource(FileSource):
                 self._assignment = splits_lib.stratified_holdout(ids, size, k.split_seed, category)
         return self._assignment
 
+    def expects_examples(self, split: str) -> bool:
+        """The validation split holds nothing when none is held out (``kitti.val_count: 0``)."""
+        return split != "val" or bool(self.split_assignment()["val"])
+
     def split_record(self) -> dict:
         """What :func:`tfseg.data.splits.write_split` stores for this source."""
         k = self.config.kitti

@@ -27,12 +27,13 @@ FORMAT = "tfseg-split/1"
 
 def holdout_size(total: int, val_count: int, val_fraction: float) -> int:
     """How many of ``total`` images to hold out: ``min(val_count, round(val_fraction * total))``,
-    but at least one for validation and one for training whenever there are two images.
+    but at least one for validation and one for training whenever there are two images;
+    none with ``val_count`` 0.
 
     With the KITTI defaults (48, 0.17) the full 289 training images give 48, and a 10-image
     sample gives 2: a tiny copy of the data keeps most of its images for training.
     """
-    if total < 2:
+    if total < 2 or val_count == 0:
         return 0
     wanted = min(val_count, int(math.floor(val_fraction * total + 0.5)))
     return max(1, min(wanted, total - 1))

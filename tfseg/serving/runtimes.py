@@ -102,10 +102,13 @@ def run_check_images(run, check: int = CHECK_IMAGES, calibration: int = CALIBRAT
                 break
         return kept
 
-    checked, calibrating = spread("val", check), spread("train", calibration)
+    # A run that held no validation images out is checked on training images.
+    checked_split = "val" if sum(source.num_examples(name) for name in val) else "train"
+    checked, calibrating = spread(checked_split, check), spread("train", calibration)
     return CheckImages([image for image, _ in checked], [label for _, label in checked],
                        [image for image, _ in calibrating],
-                       f"{len(checked)} images of {source.name}'s {'+'.join(val)} split at their original size "
+                       f"{len(checked)} images of {source.name}'s {'+'.join(split_names(source, checked_split))} "
+                       "split at their original size "
                        f"(int8 calibrated on {len(calibrating)} of {'+'.join(train)})")
 
 

@@ -85,7 +85,11 @@ class LoopSettings:
     early_stopping_patience: int = 0  # 0: never
     time_budget_minutes: float = 0.0  # 0: none
     stage_budget: StageBudget | None = None  # the time budget over train.stages
-    best_metric: str = "val_miou"  # the logged validation score that picks the best model
+    best_metric: str = "val_miou"  # the logged validation score that picks the best model, or KEEP_LAST
+
+
+# train.best_metric that keeps the last epoch's model (and needs no validation images).
+KEEP_LAST = "last"
 
 
 class EpochEnd:
@@ -229,7 +233,7 @@ def timed_interval(seconds_per_step: float, minutes: float) -> int:
 
 
 def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
-             train_batches: Callable[[int, int], tf.data.Dataset], val_batches: tf.data.Dataset,
+             train_batches: Callable[[int, int], tf.data.Dataset], val_batches: tf.data.Dataset | None,
              checkpoints: TrainingCheckpoints, history: History, best_path: Path, is_writer: bool,
              stop: StopRequest, panels: PredictionPanels | None = None,
              after_step: Callable[[Position], None] | None = None) -> None:
@@ -242,7 +246,8 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
       schedule: the learning-rate schedule (the plateau rule scales it).
       train_batches: ``train_batches(epoch, skip)``, the epoch's batch stream from step
         ``skip`` on (a resumed epoch replays its data from the seed).
-      val_batches: the validation batches, scored at every epoch's end.
+      val_batches: the validation batches, scored at every epoch's end (None: there are
+        none, and ``settings.best_metric`` is ``KEEP_LAST``).
       checkpoints: where the step checkpoints are restored from and written.
       history: the per-epoch record (history.csv, curves, TensorBoard, W&B).
       best_path: where the best epoch's model is written (``checkpoints/best.keras``).
@@ -305,17 +310,18 @@ def run_loop(trainer: Trainer, settings: LoopSettings, *, schedule: Schedule,
         trainer.reset_metrics()
         trainer.sync_statistics()
         validation_started = time.perf_counter()
-        for batch in batches_of(strategy.experimental_distribute_dataset(val_batches), "val"):
-            trainer.eval_step(batch)
+        if val_batches is not None:
+            for batch in batches_of(strategy.experimental_distribute_dataset(val_batches), "val"):
+                trainer.eval_step(batch)
+            logs.update(trainer.results("val_"))
         validation_seconds = time.perf_counter() - validation_started
-        logs.update(trainer.results("val_"))
         history.append(epoch, logs)
         if panels is not None:
             history.predictions(epoch, panels.render(model))
         # Once for best.keras and the epoch's checkpoint (statistics were synced above).
         check_finite(position)
-        score = logs[settings.best_metric]
-        if math.isfinite(score) and score > best:
+        score = math.nan if settings.best_metric == KEEP_LAST else logs[settings.best_metric]
+        if settings.best_metric == KEEP_LAST or (math.isfinite(score) and score > best):
             best = score
             if is_writer:
                 with atomic_path(best_path) as tmp:

@@ -46,7 +46,7 @@ from tfseg.training.devices import (apply_precision, describe, is_chief, is_mult
                                     resolve_jit_compile)
 from tfseg.training.history import PREVIEW_IMAGES, History, PredictionPanels
 from tfseg.training.interrupts import StopRequest
-from tfseg.training.loop import HeadObjective, InputError, LoopSettings, Trainer, run_loop
+from tfseg.training.loop import KEEP_LAST, HeadObjective, InputError, LoopSettings, Trainer, run_loop
 from tfseg.training.schedules import make_optimizer
 from tfseg.training.stages import StageBudget, stage_data_config, stage_index
 from tfseg.training.tracking import open_tracker
@@ -116,10 +116,14 @@ def check_depth_settings(config: RunConfig, source) -> None:
 
 
 def check_best_metric(config: RunConfig, source) -> None:
-    """val_max_f scores class 1 against the rest: two classes only."""
+    """val_max_f scores class 1 against the rest: two classes only. Without validation
+    images, the last epoch is the only one to keep."""
     if config.train.best_metric == "val_max_f" and len(source.class_names) != 2:
         raise UserError(f"train.best_metric val_max_f: needs two classes; {source.name} has "
                         f"{len(source.class_names)} (use val_miou)")
+    if config.train.best_metric != KEEP_LAST and not source.num_examples("val"):
+        raise UserError(f"train.best_metric {config.train.best_metric}: the {source.name} data holds out no "
+                        "validation images; set train.best_metric=last to keep the last epoch")
 
 
 def head_objectives(config: RunConfig) -> dict[str, HeadObjective]:
@@ -191,9 +195,10 @@ def train(config: RunConfig, verbose: int = 2,
         return build_dataset(source, "train", data, t.batch_size, training=True, seed=t.seed,
                              stride=stride, epoch=epoch, skip_batches=skip, cached=cache[stage])
 
-    val_ds = build_dataset(source, "val", config.data, t.batch_size, training=False, stride=stride)
+    validating = source.num_examples("val") > 0
+    val_ds = build_dataset(source, "val", config.data, t.batch_size, training=False, stride=stride) if validating else None
     panels = None
-    if writer:
+    if writer and validating:
         def panel_input(images):  # cached examples are resized and equalized already
             return pad_to_multiple(normalize(images, config.data.preprocess.normalization), stride)
 
