@@ -45,30 +45,31 @@ def test_bad_stages_are_errors(stages, message):
         load_config("kitti_unet_clahe", [f"train.stages={stages}", "train.epochs=5"])
 
 
-def test_a_run_in_stages_trains_each_at_its_size(tmp_path, capsys):
-    from tfseg.training.run import train
+SMALL_RUN = ["data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",
+             "data.resize=[32, 32]", "model.options={depth: 2, base_filters: 4}", "train.batch_size=4"]
 
-    config = load_config("demo_unet", [
-        "data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",
-        "data.resize=[32, 32]", "model.options={depth: 2, base_filters: 4}", "train.batch_size=4",
-        "train.epochs=3", "train.stages=[{size: [16, 16], epochs: 1}, {size: [32, 32], epochs: 2}]",
-        f"run_dir={tmp_path / 'run'}"])
-    sizes = []
+
+def trained_sizes(config, monkeypatch) -> list[tuple[int, int]]:
+    """Trains ``config``; the size of each epoch's training pipeline, in order."""
     import tfseg.training.run as train_module
 
-    build = train_module.build_dataset
+    sizes, build = [], train_module.build_dataset
 
     def spy(source, split, data, *args, **kwargs):
         if split == "train":
             sizes.append(tuple(data.resize))
         return build(source, split, data, *args, **kwargs)
 
-    train_module.build_dataset = spy
-    try:
-        train(config, verbose=1)
-    finally:
-        train_module.build_dataset = build
-    assert sizes == [(16, 16), (32, 32), (32, 32)]
+    monkeypatch.setattr(train_module, "build_dataset", spy)
+    train_module.train(config, verbose=2)
+    return sizes
+
+
+def test_a_run_in_stages_trains_each_at_its_size(tmp_path, capsys, monkeypatch):
+    config = load_config("demo_unet", SMALL_RUN + [
+        "train.epochs=3", "train.stages=[{size: [16, 16], epochs: 1}, {size: [32, 32], epochs: 2}]",
+        f"run_dir={tmp_path / 'run'}"])
+    assert trained_sizes(config, monkeypatch) == [(16, 16), (32, 32), (32, 32)]
     out = capsys.readouterr().out
     assert "stage 1/2: training on 16x16 images" in out and "stage 2/2: training on 32x32 images" in out
     with open(tmp_path / "run" / "history.csv") as f:
@@ -90,29 +91,11 @@ def test_a_stage_budget_gives_each_stage_its_share_of_the_time():
     assert StageBudget.of(load_config("fgbg_unet", []).train) is None  # stages, no budget
 
 
-def test_a_run_in_stages_under_a_time_budget_trains_every_stage_in_order(tmp_path, capsys):
-    from tfseg.training.run import train
-
-    config = load_config("demo_unet", [
-        "data.synthetic={height: 32, width: 32, num_train: 8, num_val: 4, num_test: 4, seed: 3}",
-        "data.resize=[32, 32]", "model.options={depth: 2, base_filters: 4}", "train.batch_size=4",
+def test_a_run_in_stages_under_a_time_budget_trains_every_stage_in_order(tmp_path, capsys, monkeypatch):
+    config = load_config("demo_unet", SMALL_RUN + [
         "train.epochs=1", "train.time_budget=0.05", "train.mixed_precision=float32",
         "train.stages=[{size: [16, 16], epochs: 1}, {size: [32, 32], epochs: 1}]", f"run_dir={tmp_path / 'run'}"])
-    sizes = []
-    import tfseg.training.run as train_module
-
-    build = train_module.build_dataset
-
-    def spy(source, split, data, *args, **kwargs):
-        if split == "train":
-            sizes.append(tuple(data.resize))
-        return build(source, split, data, *args, **kwargs)
-
-    train_module.build_dataset = spy
-    try:
-        train(config, verbose=2)
-    finally:
-        train_module.build_dataset = build
+    sizes = trained_sizes(config, monkeypatch)
     # However fast the machine: each stage planned at its first epoch, trained at least once, in order.
     assert sizes[0] == (16, 16) and sizes[-1] == (32, 32) and sizes == sorted(sizes)
     out = capsys.readouterr().out
