@@ -152,3 +152,16 @@ def test_passes():
     assert TestTimeAugmentation().passes == [(1.0, False)] and not TestTimeAugmentation().enabled
     assert TestTimeAugmentation(flip=True, scales=(0.75, 1.0)).passes == [
         (0.75, False), (0.75, True), (1.0, False), (1.0, True)]
+
+
+def test_bench_predict_times_tta_beside_the_plain_model(exports, tmp_path, capsys):
+    from tfseg.bench.predict import main as bench_main
+
+    json_path = tmp_path / "tta.json"
+    assert bench_main(["--model", str(exports / "1"), "--tta-flip", "--synthetic", "--num-images", "2",
+                       "--rounds", "2", "--json", str(json_path)]) == 0
+    result = json.loads(json_path.read_text())
+    assert result["tta"] == {"flip": True, "scales": [1.0]} and result["num_images"] == 2
+    assert result["added_ms_per_image"] == pytest.approx(result["tta_ms_median"] - result["plain_ms_median"])
+    assert len(result["tta_time_over_plain"]["rounds"]) == 2 and result["tta_time_over_plain"]["median"] > 0
+    assert "tta takes" in capsys.readouterr().out
