@@ -57,6 +57,8 @@ def test_a_tiny_measurement_is_written_and_a_rerun_skips_what_is_done(tmp_path, 
         metrics = json.loads((folder / "scores.json").read_text())
         assert metrics["num_images"] == len(folds[fold]["val"]) == cell["num_images"]
         assert cell["max_f"] == metrics["max_f"] and cell["bev_max_f"] is not None  # the sample has calib/
+        assert cell["max_f_um"] == metrics["perspective"]["UM"]["max_f"]
+        assert cell["bev_max_f_umm"] == metrics["bev"]["UMM"]["max_f"]
         if recipe == "plain":
             assert "tta_max_f" not in cell
             continue
@@ -71,6 +73,7 @@ def test_a_tiny_measurement_is_written_and_a_rerun_skips_what_is_done(tmp_path, 
     rows = json.loads((tmp_path / "table.json").read_text())
     unet = next(r for r in rows if r["recipe"] == "kitti_unet")
     assert unet["max_f"] == pytest.approx(np.mean([cells[("kitti_unet", f)]["max_f"] for f in (0, 1)]))
+    assert unet["bev_max_f_um"] == pytest.approx(np.mean([cells[("kitti_unet", f)]["bev_max_f_um"] for f in (0, 1)]))
     assert unet["max_f_vs_plain"] == pytest.approx(
         unet["max_f"] / np.mean([cells[("plain", f)]["max_f"] for f in (0, 1)]))
     assert (tmp_path / "accuracy.png").stat().st_size > 10_000
@@ -81,3 +84,14 @@ def test_a_tiny_measurement_is_written_and_a_rerun_skips_what_is_done(tmp_path, 
     out = capsys.readouterr().out
     assert out.count("done before") == 3 and "plain_0.05min_fold1: training" in out
     assert len(list((tmp_path / "runs").glob("plain_0.05min_fold1.interrupted-*"))) == 1
+
+
+def test_a_cell_written_before_per_category_scores_gets_them_from_its_scores(tmp_path):
+    (tmp_path / "run").mkdir()
+    metrics = {"perspective": {"UM": {"max_f": 0.91}, "URBAN": {"max_f": 0.9}},
+               "bev": {"UM": {"max_f": 0.81}, "UMM": {"max_f": 0.85}, "URBAN": {"max_f": 0.8}}}
+    (tmp_path / "run" / "scores.json").write_text(json.dumps(metrics))
+    (tmp_path / "cell.json").write_text(json.dumps({"recipe": "a", "max_f": 0.9, "bev_max_f_um": 0.5}))
+    cell = accuracy.done_cell(tmp_path / "cell.json", tmp_path / "run")
+    assert cell == {"recipe": "a", "max_f": 0.9, "max_f_um": 0.91, "bev_max_f_um": 0.5, "bev_max_f_umm": 0.85}
+    assert accuracy.done_cell(tmp_path / "cell.json", tmp_path / "elsewhere")["bev_max_f_um"] == 0.5

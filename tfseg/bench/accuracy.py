@@ -5,7 +5,8 @@ Every recipe (a preset or config file, or ``plain``: :mod:`.plain_unet`) is trai
 ``train.time_budget`` = each budget (minutes) on each of k folds of the labelled images
 (stratified by category, seeded: :func:`folds`), then scored on the fold's held-out
 images at their original size as ``tfseg evaluate`` scores them (MaxF, AP, road IoU, and
-the bird's-eye-view URBAN MaxF where the data has ``calib/``). With ``--tta-flip`` each
+the bird's-eye-view URBAN MaxF where the data has ``calib/``; MaxF per category, in the
+image and in the bird's-eye view, in the JSON and CSV tables). With ``--tta-flip`` each
 tfseg recipe's cell is also scored with flip test-time augmentation (``evaluate --model
 --tta-flip``): its MaxF and road IoU, and its cost in milliseconds per image and as a ratio
 of the time, measured side by side in one process (``tfseg bench predict --tta-flip``).
@@ -44,6 +45,8 @@ from tfseg.fileio import atomic_path, check_writable, write_text
 PLAIN = "plain"
 SCORES = ("max_f", "average_precision", "road_iou", "bev_max_f", "tta_max_f", "tta_road_iou",
           "tta_ms_per_image", "tta_time_ratio")
+CATEGORIES = ("UM", "UMM", "UU")  # KITTI Road's, each scored alone as well as URBAN, all three
+CATEGORY_SCORES = tuple(f"{prefix}{category.lower()}" for prefix in ("max_f_", "bev_max_f_") for category in CATEGORIES)
 
 
 def folds(ids: list[str], k: int, seed: int = 0) -> list[dict[str, list[str]]]:
@@ -139,7 +142,19 @@ def score_cell(evaluate: list[str], folder: Path) -> dict:
     urban = metrics.get("bev", {}).get("URBAN", {})
     return {"max_f": metrics["max_f"], "average_precision": metrics["average_precision"],
             "road_iou": metrics["iou_per_class"][1], "bev_max_f": urban.get("max_f"),
-            "num_images": metrics["num_images"]}
+            "num_images": metrics["num_images"], **category_scores(metrics)}
+
+
+def category_scores(metrics: dict) -> dict:
+    """MaxF per KITTI category (um, umm, uu: those the images hold), in the image and in
+    the bird's-eye view, from ``tfseg evaluate``'s metrics: ``{"max_f_um": ...,
+    "bev_max_f_um": ...}``."""
+    scores = {}
+    for view, prefix in (("perspective", "max_f_"), ("bev", "bev_max_f_")):
+        for category, figures in metrics.get(view, {}).items():
+            if category in CATEGORIES:
+                scores[prefix + category.lower()] = figures["max_f"]
+    return scores
 
 
 def score_cell_with_tta(scorings: dict[str, list[str]], data_dir: Path, folder: Path) -> dict:
@@ -156,6 +171,14 @@ def score_cell_with_tta(scorings: dict[str, list[str]], data_dir: Path, folder: 
             "tta_ms_per_image": cost["added_ms_per_image"], "tta_time_ratio": cost["tta_time_over_plain"]["median"]}
 
 
+def done_cell(cell_file: Path, folder: Path) -> dict:
+    """A cell measured before, with the per-category scores of its ``scores.json`` where
+    the cell was written before they were kept."""
+    cell = json.loads(cell_file.read_text())
+    scores = folder / "scores.json"
+    return {**(category_scores(json.loads(scores.read_text())) if scores.is_file() else {}), **cell}
+
+
 def table(cells: list[dict]) -> list[dict]:
     """One row per recipe and budget: mean and spread (standard deviation) of each score
     over the folds, and the ratio of the means to ``plain``'s at that budget."""
@@ -163,7 +186,7 @@ def table(cells: list[dict]) -> list[dict]:
     for recipe, budget in sorted({(c["recipe"], c["budget"]) for c in cells}, key=lambda rb: (rb[1], rb[0])):
         done = [c for c in cells if c["recipe"] == recipe and c["budget"] == budget]
         row = {"recipe": recipe, "budget_minutes": budget, "folds": len(done)}
-        for score in SCORES:
+        for score in SCORES + CATEGORY_SCORES:
             values = [c[score] for c in done if c.get(score) is not None]
             if values:
                 row[score] = float(np.mean(values))
@@ -254,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         label = f"{Path(recipe).stem}_{budget:g}min_fold{index}"
         cell_file = output / "cells" / f"{label}.json"
         if cell_file.is_file():
-            cells.append(json.loads(cell_file.read_text()))
+            cells.append(done_cell(cell_file, output / "runs" / label))
             print(f"[{number}/{len(plan)}] {label}: done before", flush=True)
             continue
         folder = output / "runs" / label
