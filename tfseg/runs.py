@@ -201,7 +201,8 @@ def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, li
     Returns ``(run_dir, changes)``: ``changes`` are the lines recording the settings of
     :data:`RESUMABLE` that differ from the unfinished run's. A directory holding a finished
     run, an unfinished run with other settings, or files that are not a run is an error:
-    nothing of it is overwritten. Only the writer creates the directory.
+    nothing of it is overwritten. Only the writer creates the directory, and only it judges
+    a folder that holds no run.
     """
     run_dir = Path(config.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -233,7 +234,9 @@ def prepare_run_dir(config: RunConfig, is_writer: bool = True) -> tuple[Path, li
                             f"{', '.join(RESUMABLE)} may change) or choose another --run-dir")
         return run_dir, [f"# changed on resumption: {key}: {_lookup(previous, key)} -> {_lookup(current, key)}"
                          for key in changed]
-    if run_dir.exists() and any(run_dir.iterdir()):
+    # Only the writer judges an unknown folder: the other workers of a multi-worker run
+    # may already see the files it has begun to write there (split.json, logs).
+    if is_writer and run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"run directory {run_dir}: is not empty and holds no run to resume; "
                         "choose another --run-dir")
     if is_writer:
