@@ -181,10 +181,11 @@ def train(config: RunConfig, verbose: int = 2,
     cache: dict = {}  # the current stage's cached training examples (one stage without stages)
 
     stage_budget = StageBudget.of(t)
+    configured_stage_epochs = [stage["epochs"] for stage in t.stages]
 
     def train_batches(epoch: int, skip: int) -> tf.data.Dataset:
-        stage = stage_index(checkpoints.stage_epochs.numpy() if stage_budget else
-                            [stage["epochs"] for stage in t.stages], epoch)
+        # Under a budget the counts are planned as training goes, in the checkpoints.
+        stage = stage_index(checkpoints.stage_epochs.numpy() if stage_budget else configured_stage_epochs, epoch)
         data = stage_data_config(config.data, t, stage)
         if stage not in cache:
             cache.clear()  # an earlier stage's images are not needed again

@@ -94,6 +94,6 @@ class StageBudget:
                 total += count
                 continue
             epoch_seconds = train_seconds * self.pixels[later] / self.pixels[stage] + validation_seconds
-            share = self.deadline(later) - self.deadline(later - 1) if later else self.deadline(0)
+            share = self.budget_seconds * self.shares[later] / sum(self.shares)
             total += max(1, math.floor(share / max(epoch_seconds, 1e-9)))
         return total
