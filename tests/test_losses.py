@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 
 from tfseg.config import LossConfig, load_config
-from tfseg.losses import (CombinedLoss, DiceLoss, FocalLoss, JaccardLoss, MaskedSparseCrossEntropy, TverskyLoss,
-                          make_loss)
+from tfseg.losses import (CombinedLoss, DiceLoss, FocalLoss, JaccardLoss, LovaszSoftmaxLoss, MaskedSparseCrossEntropy,
+                          TverskyLoss, make_loss)
 
 VOID = 255
 
@@ -54,6 +54,34 @@ def reference_region(labels, logits, kind, classes="all", smooth=1.0, alpha=0.3,
     return float(np.mean(scores))
 
 
+def reference_lovasz(labels, logits, classes="all"):
+    """The Lovasz extension from its definition: sum over k of the k-th largest error times
+    how much the set function ``1 - IoU`` grows when that pixel joins the set of errors
+    (the IoU of the truth with the truth minus the wrong pixels, as sets)."""
+    valid = labels != VOID
+    p = softmax(logits.astype(np.float64))[valid]
+    y = np.eye(logits.shape[-1])[labels[valid].astype(int)]
+    losses = []
+    for c in range(1 if classes == "foreground" else 0, logits.shape[-1]):
+        truth = y[:, c] > 0
+        if not truth.any():
+            continue
+        errors = np.abs(y[:, c] - p[:, c])
+
+        def iou_loss(wrong):  # the prediction that gets exactly the pixels in `wrong` wrong
+            predicted = truth ^ wrong
+            return 1 - (truth & predicted).sum() / (truth | predicted).sum()
+
+        wrong, before, total = np.zeros(len(errors), bool), 0.0, 0.0
+        for index in np.argsort(-errors, kind="stable"):
+            wrong[index] = True
+            after = iou_loss(wrong)
+            total += errors[index] * (after - before)
+            before = after
+        losses.append(total)
+    return float(np.mean(losses))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pixel_losses(seed):
     labels, logits = data(seed=seed)
@@ -80,6 +108,26 @@ def test_region_losses(classes, num_classes):
         reference_region(labels, logits, "tversky", classes, gamma=0.75), rel=1e-5)
 
 
+@pytest.mark.parametrize("classes", ["all", "foreground"])
+@pytest.mark.parametrize("num_classes", [2, 5])
+def test_lovasz_softmax_against_its_definition(classes, num_classes):
+    labels, logits = data(num_classes, seed=num_classes, shape=(2, 7, 9))
+    if num_classes > 2:
+        labels[labels == num_classes - 1] = 0  # a class absent from the batch does not count
+    assert float(LovaszSoftmaxLoss(classes)(labels, logits)) == pytest.approx(
+        reference_lovasz(labels, logits, classes), rel=1e-5)
+
+
+def test_lovasz_softmax_is_one_minus_iou_for_hard_predictions():
+    labels, logits = data(2, seed=3)
+    predicted = np.random.default_rng(4).integers(0, 2, labels.shape)
+    hard = np.where(predicted[..., None] == np.arange(2), 30.0, -30.0).astype(np.float32)
+    valid = labels != VOID
+    truth, guess = labels[valid] == 1, predicted[valid] == 1
+    iou = (truth & guess).sum() / (truth | guess).sum()
+    assert float(LovaszSoftmaxLoss("foreground")(labels, hard)) == pytest.approx(1 - iou, abs=1e-6)
+
+
 def test_two_class_cross_entropy_is_the_binary_cross_entropy_of_class_1():
     labels, logits = data(2)
     valid = labels != VOID
@@ -93,7 +141,7 @@ def test_void_pixels_do_not_count():
     labels, logits = data()
     other = logits.copy()
     other[labels == VOID] = 100.0  # anything at void pixels
-    for loss in (MaskedSparseCrossEntropy(), FocalLoss(), DiceLoss(), JaccardLoss(), TverskyLoss()):
+    for loss in (MaskedSparseCrossEntropy(), FocalLoss(), DiceLoss(), JaccardLoss(), TverskyLoss(), LovaszSoftmaxLoss()):
         assert float(loss(labels, logits)) == pytest.approx(float(loss(labels, other)), rel=1e-6)
 
 
@@ -108,7 +156,8 @@ def test_config_builds_weighted_sums():
     assert isinstance(single, TverskyLoss) and single.gamma == 0.75
 
 
-@pytest.mark.parametrize("terms", [{"cross_entropy": 1.0, "tversky": 1.0}, {"focal": 1.0}, {"jaccard": 2.0}])
+@pytest.mark.parametrize("terms", [{"cross_entropy": 1.0, "tversky": 1.0}, {"focal": 1.0}, {"jaccard": 2.0},
+                                   {"cross_entropy": 1.0, "lovasz": 0.5}])
 def test_keras_round_trip_and_xla(tmp_path, terms):
     labels, logits = data(3)
     loss = make_loss(LossConfig(terms=terms), 3, class_weights=[1.0, 2.0, 0.5])

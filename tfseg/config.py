@@ -252,7 +252,8 @@ class TrainConfig:
 class LossConfig:
     """The training loss (tfseg.losses): a weighted sum of terms."""
 
-    # term -> weight; terms: cross_entropy, focal, dice, jaccard, tversky, focal_tversky.
+    # term -> weight; terms: cross_entropy, focal, dice, jaccard, tversky, focal_tversky,
+    # lovasz.
     # E.g. {cross_entropy: 1.0, dice: 1.0} (for two classes: BCE + Dice).
     terms: dict = field(default_factory=lambda: {"cross_entropy": 1.0})
     # Weights of the pixel terms per class: null, median_frequency, inverse_frequency (both
@@ -561,7 +562,7 @@ def validate(config: RunConfig) -> None:
 
 
 CLASS_WEIGHTINGS = ("median_frequency", "inverse_frequency")
-LOSS_TERMS = ("cross_entropy", "focal", "dice", "jaccard", "tversky", "focal_tversky")
+LOSS_TERMS = ("cross_entropy", "focal", "dice", "jaccard", "tversky", "focal_tversky", "lovasz")
 DEPTH_LOSS_TERMS = ("l1", "ssim")
 
 

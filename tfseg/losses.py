@@ -21,6 +21,11 @@ keeps empty classes finite):
 * :class:`TverskyLoss` -- ``TI = (TP + s) / (TP + alpha FP + beta FN + s)``, loss
   ``(1 - TI) ** gamma`` (gamma 1: Tversky, Salehi et al. 2017; gamma < 1: focal Tversky,
   Abraham & Khan 2019).
+* :class:`LovaszSoftmaxLoss` -- the Lovasz extension of ``1 - IoU`` (Berman et al. 2018):
+  per class, the errors ``|y - p|`` sorted in decreasing order, weighted by the steps of the
+  IoU loss of the growing sets of the largest errors. It is ``1 - IoU`` exactly where
+  ``p`` is 0 or 1, and a tight convex surrogate of it in between. Averaged over the chosen
+  classes that occur in the batch (no ``smooth``).
 
 ``classes="foreground"`` leaves class 0 out of a region loss: for two classes that is the
 binary form (class 1 only). :class:`CombinedLoss` is a weighted sum, e.g. cross-entropy +
@@ -35,7 +40,7 @@ from keras import ops
 from tfseg.data.labels import VOID
 
 PIXEL_TERMS = ("cross_entropy", "focal")
-REGION_TERMS = ("dice", "jaccard", "tversky", "focal_tversky")
+REGION_TERMS = ("dice", "jaccard", "tversky", "focal_tversky", "lovasz")
 TERMS = PIXEL_TERMS + REGION_TERMS
 
 
@@ -176,6 +181,46 @@ class TverskyLoss(_RegionLoss):
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
+class LovaszSoftmaxLoss(_SegmentationLoss):
+    """The Lovasz-softmax loss over the batch's valid pixels, flattened (one sort per class)."""
+
+    def __init__(self, classes: str = "all", ignore_index: int = VOID, name: str = "lovasz", **kwargs):
+        super().__init__(name, ignore_index, **kwargs)
+        if classes not in ("all", "foreground"):
+            raise ValueError(f"classes: 'all' or 'foreground', got {classes!r}")
+        self.classes = classes
+
+    def call(self, y_true, y_pred):
+        labels, valid = _valid(y_true, self.ignore_index)
+        num_classes = y_pred.shape[-1]
+        probabilities = ops.reshape(ops.softmax(ops.cast(y_pred, "float32"), axis=-1), (-1, num_classes))
+        one_hot = ops.reshape(ops.one_hot(labels, num_classes, dtype="float32"), (-1, num_classes))
+        valid = ops.reshape(valid, (-1, 1))
+        # Void pixels get error 0 and truth 0: they sort behind every positive error, so they
+        # change no step that an error weighs (a static shape, unlike dropping them: XLA).
+        one_hot = one_hot * valid
+        errors = ops.abs(one_hot - probabilities) * valid
+        first = 1 if self.classes == "foreground" else 0
+        losses, present = [], []
+        for c in range(first, num_classes):
+            order = ops.argsort(-errors[:, c])
+            sorted_errors, sorted_truth = ops.take(errors[:, c], order), ops.take(one_hot[:, c], order)
+            positives = ops.sum(sorted_truth)
+            # The IoU loss of the k largest errors' set, for every k: the union is >= 1.
+            intersection = positives - ops.cumsum(sorted_truth)
+            union = positives + ops.cumsum(1.0 - sorted_truth)
+            iou_loss = 1.0 - intersection / union
+            steps = ops.concatenate([iou_loss[:1], iou_loss[1:] - iou_loss[:-1]])
+            losses.append(ops.sum(sorted_errors * steps))
+            present.append(ops.cast(positives > 0, "float32"))
+        losses, present = ops.stack(losses), ops.stack(present)
+        return ops.sum(losses * present) / ops.maximum(ops.sum(present), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes}
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
 class CombinedLoss(keras.losses.Loss):
     """``sum(weight * loss)`` over ``terms``, a list of ``(weight, loss)``."""
 
@@ -202,6 +247,7 @@ TERM_BUILDERS = {
     "tversky": lambda c, weights: TverskyLoss(c.tversky_alpha, c.tversky_beta, 1.0, c.region_classes, c.smooth),
     "focal_tversky": lambda c, weights: TverskyLoss(c.tversky_alpha, c.tversky_beta, c.focal_tversky_gamma,
                                                     c.region_classes, c.smooth),
+    "lovasz": lambda c, weights: LovaszSoftmaxLoss(c.region_classes),
 }
 assert tuple(TERM_BUILDERS) == TERMS
 
@@ -220,4 +266,4 @@ def make_loss(config, num_classes: int, class_weights: list[float] | None = None
 def custom_objects() -> dict:
     """Everything a saved model's compile configuration may name."""
     return {cls.__name__: cls for cls in (MaskedSparseCrossEntropy, FocalLoss, DiceLoss, JaccardLoss,
-                                          TverskyLoss, CombinedLoss)}
+                                          TverskyLoss, LovaszSoftmaxLoss, CombinedLoss)}
