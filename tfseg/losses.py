@@ -115,14 +115,19 @@ class FocalLoss(_SegmentationLoss):
         return {**super().get_config(), "gamma": self.gamma, "class_weights": self.class_weights}
 
 
+def _checked_classes(classes: str) -> str:
+    """The classes a region loss covers: ``"all"``, or ``"foreground"`` (all but class 0)."""
+    if classes not in ("all", "foreground"):
+        raise ValueError(f"classes: 'all' or 'foreground', got {classes!r}")
+    return classes
+
+
 class _RegionLoss(_SegmentationLoss):
     """Soft per-class sums over the batch's valid pixels: ``(TP, sum p, sum y)``."""
 
     def __init__(self, name: str, classes: str = "all", smooth: float = 1.0, ignore_index: int = VOID, **kwargs):
         super().__init__(name, ignore_index, **kwargs)
-        if classes not in ("all", "foreground"):
-            raise ValueError(f"classes: 'all' or 'foreground', got {classes!r}")
-        self.classes, self.smooth = classes, float(smooth)
+        self.classes, self.smooth = _checked_classes(classes), float(smooth)
 
     def sums(self, y_true, y_pred):
         labels, valid = _valid(y_true, self.ignore_index)
@@ -186,9 +191,7 @@ class LovaszSoftmaxLoss(_SegmentationLoss):
 
     def __init__(self, classes: str = "all", ignore_index: int = VOID, name: str = "lovasz", **kwargs):
         super().__init__(name, ignore_index, **kwargs)
-        if classes not in ("all", "foreground"):
-            raise ValueError(f"classes: 'all' or 'foreground', got {classes!r}")
-        self.classes = classes
+        self.classes = _checked_classes(classes)
 
     def call(self, y_true, y_pred):
         labels, valid = _valid(y_true, self.ignore_index)
