@@ -115,6 +115,15 @@ class FocalLoss(_SegmentationLoss):
         return {**super().get_config(), "gamma": self.gamma, "class_weights": self.class_weights}
 
 
+def _masked_probabilities(y_true, y_pred, ignore_index):
+    """``(probabilities, one_hot)``: the softmax of ``y_pred`` and the one-hot labels, both
+    float32 ``[B, H, W, C]`` and 0 at void pixels."""
+    labels, valid = _valid(y_true, ignore_index)
+    valid = valid[..., None]
+    return (ops.softmax(ops.cast(y_pred, "float32"), axis=-1) * valid,
+            ops.one_hot(labels, y_pred.shape[-1], dtype="float32") * valid)
+
+
 def _checked_classes(classes: str) -> str:
     """The classes a region loss covers: ``"all"``, or ``"foreground"`` (all but class 0)."""
     if classes not in ("all", "foreground"):
@@ -130,10 +139,7 @@ class _RegionLoss(_SegmentationLoss):
         self.classes, self.smooth = _checked_classes(classes), float(smooth)
 
     def sums(self, y_true, y_pred):
-        labels, valid = _valid(y_true, self.ignore_index)
-        num_classes = y_pred.shape[-1]
-        probabilities = ops.softmax(ops.cast(y_pred, "float32"), axis=-1) * valid[..., None]
-        one_hot = ops.one_hot(labels, num_classes, dtype="float32") * valid[..., None]
+        probabilities, one_hot = _masked_probabilities(y_true, y_pred, self.ignore_index)
         axes = tuple(range(len(y_pred.shape) - 1))
         true_positive = ops.sum(probabilities * one_hot, axis=axes)
         predicted, actual = ops.sum(probabilities, axis=axes), ops.sum(one_hot, axis=axes)
@@ -194,15 +200,12 @@ class LovaszSoftmaxLoss(_SegmentationLoss):
         self.classes = _checked_classes(classes)
 
     def call(self, y_true, y_pred):
-        labels, valid = _valid(y_true, self.ignore_index)
         num_classes = y_pred.shape[-1]
-        probabilities = ops.reshape(ops.softmax(ops.cast(y_pred, "float32"), axis=-1), (-1, num_classes))
-        one_hot = ops.reshape(ops.one_hot(labels, num_classes, dtype="float32"), (-1, num_classes))
-        valid = ops.reshape(valid, (-1, 1))
+        probabilities, one_hot = _masked_probabilities(y_true, y_pred, self.ignore_index)
+        one_hot = ops.reshape(one_hot, (-1, num_classes))
         # Void pixels get error 0 and truth 0: they sort behind every positive error, so they
         # change no step that an error weighs (a static shape, unlike dropping them: XLA).
-        one_hot = one_hot * valid
-        errors = ops.abs(one_hot - probabilities) * valid
+        errors = ops.abs(one_hot - ops.reshape(probabilities, (-1, num_classes)))
         first = 1 if self.classes == "foreground" else 0
         losses, present = [], []
         for c in range(first, num_classes):
